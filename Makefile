@@ -1,0 +1,40 @@
+# hull: the README's two commands are `make demo` and `make check`.
+SHELL := /bin/bash
+export HULL_CACHE ?= /var/cache/hull
+export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
+GO ?= go
+BIN := bin
+
+.PHONY: all setup build demo check test kernel lab-smoke bench fuzz vet clean
+
+all: build
+
+setup:
+	scripts/setup
+
+build:
+	$(GO) build -o $(BIN)/hull ./cmd/hull
+
+kernel:
+	scripts/kernel
+
+demo: setup build
+	scripts/demo
+
+check: setup build vet
+	CI=$${CI:-true} $(GO) test -count=1 -timeout 60m ./...
+
+vet:
+	$(GO) vet ./...
+
+lab-smoke: setup build
+	CI=$${CI:-true} $(GO) test -count=1 -v -run 'TestLabSmoke' ./lab/
+
+bench: setup build
+	$(GO) run ./cmd/hull bench --runs 5 --out docs/bench
+
+fuzz:
+	scripts/fuzz
+
+clean:
+	rm -rf $(BIN)
