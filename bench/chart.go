@@ -1,0 +1,96 @@
+package bench
+
+import (
+	"fmt"
+	"math"
+	"path/filepath"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/plotutil"
+	"gonum.org/v1/plot/vg"
+)
+
+// WriteChart draws one bar group per metric: each subject's median as a ratio to the
+// baseline's median (1.0 = as fast or as small as the baseline), and saves it as
+// base.png and base.svg in dir. Metrics without a baseline are left out of the chart.
+func (r *Report) WriteChart(dir, base string) ([]string, error) {
+	sums := Summarize(r.Samples, r.Baseline)
+	var metrics []string
+	seen := map[string]bool{}
+	var subjects []string
+	seenSubj := map[string]bool{}
+	for _, s := range sums {
+		if math.IsNaN(s.Ratio) {
+			continue
+		}
+		if !seen[s.Metric] {
+			seen[s.Metric] = true
+			metrics = append(metrics, s.Metric)
+		}
+		if !seenSubj[s.Subject] {
+			seenSubj[s.Subject] = true
+			subjects = append(subjects, s.Subject)
+		}
+	}
+	if len(metrics) == 0 {
+		return nil, fmt.Errorf("chart: no metric has a %s baseline to compare with", r.Baseline)
+	}
+	p := plot.New()
+	p.Title.Text = fmt.Sprintf("hull bench: medians relative to %s, lower is better (%d runs)", r.Baseline, r.Runs)
+	p.Y.Label.Text = "ratio to " + r.Baseline
+	p.Legend.Top = true
+	p.Legend.Left = true
+	p.X.Padding = vg.Points(30)
+	w := vg.Points(math.Min(40, 180/float64(len(subjects))))
+	hi := 0.0
+	for i, subj := range subjects {
+		vals := make(plotter.Values, len(metrics))
+		for j, m := range metrics {
+			vals[j] = 0
+			for _, s := range sums {
+				if s.Subject == subj && s.Metric == m && !math.IsNaN(s.Ratio) {
+					vals[j] = s.Ratio
+					hi = math.Max(hi, s.Ratio)
+				}
+			}
+		}
+		bars, err := plotter.NewBarChart(vals, w)
+		if err != nil {
+			return nil, fmt.Errorf("chart %s: %w", subj, err)
+		}
+		bars.LineStyle.Width = 0
+		bars.Color = plotutil.Color(i)
+		bars.Offset = w * vg.Length(float64(i)-float64(len(subjects)-1)/2)
+		p.Add(bars)
+		p.Legend.Add(subj, bars)
+		// The ratio written above each bar: bars of very different heights stay readable.
+		xy := plotter.XYLabels{XYs: make(plotter.XYs, len(vals)), Labels: make([]string, len(vals))}
+		for j, v := range vals {
+			xy.XYs[j] = plotter.XY{X: float64(j), Y: v}
+			xy.Labels[j] = fmt.Sprintf("%.2g", v)
+		}
+		labels, err := plotter.NewLabels(xy)
+		if err != nil {
+			return nil, fmt.Errorf("chart labels %s: %w", subj, err)
+		}
+		labels.Offset = vg.Point{X: bars.Offset - w/3, Y: vg.Points(2)}
+		for k := range labels.TextStyle {
+			labels.TextStyle[k].Font.Size = vg.Points(8)
+		}
+		p.Add(labels)
+	}
+	p.Add(plotter.NewGrid())
+	p.NominalX(metrics...)
+	p.Y.Min, p.Y.Max = 0, hi*1.15
+	var out []string
+	width := vg.Points(math.Max(640, float64(len(subjects)*len(metrics))*w.Points()*1.6))
+	for _, ext := range []string{"png", "svg"} {
+		path := filepath.Join(dir, base+"."+ext)
+		if err := p.Save(width, 4*vg.Inch, path); err != nil {
+			return nil, fmt.Errorf("save chart %s: %w", path, err)
+		}
+		out = append(out, path)
+	}
+	return out, nil
+}
