@@ -9,6 +9,7 @@ import (
 	"gonum.org/v1/plot/plotter"
 	"gonum.org/v1/plot/plotutil"
 	"gonum.org/v1/plot/vg"
+	"gonum.org/v1/plot/vg/draw"
 )
 
 // WriteChart draws one bar group per metric: each subject's median as a ratio to the
@@ -20,6 +21,7 @@ func (r *Report) WriteChart(dir, base string) ([]string, error) {
 	seen := map[string]bool{}
 	var subjects []string
 	seenSubj := map[string]bool{}
+	var names []string
 	for _, s := range sums {
 		if math.IsNaN(s.Ratio) {
 			continue
@@ -27,6 +29,11 @@ func (r *Report) WriteChart(dir, base string) ([]string, error) {
 		if !seen[s.Metric] {
 			seen[s.Metric] = true
 			metrics = append(metrics, s.Metric)
+			name := s.Metric + " ↓"
+			if HigherIsBetter(s.Unit) {
+				name = s.Metric + " ↑"
+			}
+			names = append(names, name)
 		}
 		if !seenSubj[s.Subject] {
 			seenSubj[s.Subject] = true
@@ -37,12 +44,13 @@ func (r *Report) WriteChart(dir, base string) ([]string, error) {
 		return nil, fmt.Errorf("chart: no metric has a %s baseline to compare with", r.Baseline)
 	}
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("hull bench: medians relative to %s, lower is better (%d runs)", r.Baseline, r.Runs)
+	p.Title.Text = fmt.Sprintf("hull bench: medians relative to %s (%d runs; ↓ lower is better, ↑ higher is better)", r.Baseline, r.Runs)
 	p.Y.Label.Text = "ratio to " + r.Baseline
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.X.Padding = vg.Points(30)
-	w := vg.Points(math.Min(40, 180/float64(len(subjects))))
+	width := vg.Points(math.Min(1100, math.Max(640, float64(len(subjects)*len(metrics))*28)))
+	w := vg.Points(math.Min(40, width.Points()*0.75/float64(len(subjects)*len(metrics))))
 	hi := 0.0
 	for i, subj := range subjects {
 		vals := make(plotter.Values, len(metrics))
@@ -81,13 +89,15 @@ func (r *Report) WriteChart(dir, base string) ([]string, error) {
 		p.Add(labels)
 	}
 	p.Add(plotter.NewGrid())
-	p.NominalX(metrics...)
+	p.NominalX(names...)
+	p.X.Tick.Label.Rotation = math.Pi / 7
+	p.X.Tick.Label.XAlign = draw.XRight
+	p.X.Tick.Label.YAlign = draw.YCenter
 	p.Y.Min, p.Y.Max = 0, hi*1.15
 	var out []string
-	width := vg.Points(math.Max(640, float64(len(subjects)*len(metrics))*w.Points()*1.6))
 	for _, ext := range []string{"png", "svg"} {
 		path := filepath.Join(dir, base+"."+ext)
-		if err := p.Save(width, 4*vg.Inch, path); err != nil {
+		if err := p.Save(width, 5*vg.Inch, path); err != nil {
 			return nil, fmt.Errorf("save chart %s: %w", path, err)
 		}
 		out = append(out, path)

@@ -30,17 +30,21 @@ type Missing struct {
 // WriteTable prints the summaries: median, min, max and the ratio to the baseline.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "metric\tsubject\twhere\tn\tmedian\tmin\tmax\tunit\tvs %s\t\n", r.Baseline)
+	fmt.Fprintf(tw, "metric\tsubject\twhere\tn\tmedian\tmin\tmax\tunit\tbetter\tvs %s\t\n", r.Baseline)
 	for _, s := range Summarize(r.Samples, r.Baseline) {
 		ratio := "-"
 		if !math.IsNaN(s.Ratio) {
 			ratio = fmt.Sprintf("%.2fx", s.Ratio)
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t\n", s.Metric, s.Subject, s.Where, s.N,
-			num(s.Median), num(s.Min), num(s.Max), s.Unit, ratio)
+		better := "lower"
+		if HigherIsBetter(s.Unit) {
+			better = "higher"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%d\t%s\t%s\t%s\t%s\t%s\t%s\t\n", s.Metric, s.Subject, s.Where, s.N,
+			num(s.Median), num(s.Min), num(s.Max), s.Unit, better, ratio)
 	}
 	for _, m := range r.Missing {
-		fmt.Fprintf(tw, "-\t%s\tmissing\t0\t-\t-\t-\t-\t-\t\n", m.Subject)
+		fmt.Fprintf(tw, "-\t%s\tmissing\t0\t-\t-\t-\t-\t-\t-\t\n", m.Subject)
 	}
 	if err := tw.Flush(); err != nil {
 		return err

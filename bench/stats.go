@@ -2,6 +2,7 @@ package bench
 
 import (
 	"math"
+	"strings"
 	"slices"
 )
 
@@ -79,3 +80,7 @@ func Summarize(samples []Sample, baseline string) []Summary {
 	}
 	return out
 }
+
+// HigherIsBetter reports whether a larger value of a metric in unit is better: rates
+// are, times and sizes are not.
+func HigherIsBetter(unit string) bool { return strings.HasSuffix(unit, "/s") }
