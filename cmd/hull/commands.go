@@ -6,5 +6,6 @@ import "github.com/spf13/cobra"
 func commands(g *globals, io stdio) []*cobra.Command {
 	return []*cobra.Command{
 		newBenchCmd(g, io),
+		newImagesCmd(g, io), newImageCmd(g, io), newLoadCmd(g, io), newImportCmd(g, io), newPullCmd(g, io), newPushCmd(g, io), newTagCmd(g, io), newRmiCmd(g, io),
 	}
 }
