@@ -1,8 +1,9 @@
 // Package lab is the nested KVM lab: it boots an L1 Linux under QEMU's software
-// emulation with AMD-V (-cpu qemu64,+svm), loads kvm and kvm-amd there, copies in a
-// payload (hull binaries, guest kernel, initramfs, disk images), runs a command and
-// returns its output and exit status. It is how VM mode is tested on hosts whose KVM
-// cannot boot Linux (PVM).
+// emulation of a CPU with AMD-V (-cpu max, or qemu64,+svm), loads kvm and kvm-amd there, copies in a
+// payload (hull binaries, guest kernel, initramfs, disk images), runs a shell script and
+// returns its output and exit status, split into steps when the script frames its
+// scenarios with `step NAME CMD...`. It is how VM mode is tested on hosts whose KVM
+// cannot boot Linux (PVM). See docs/lab.md.
 //
 // Tests and hull bench use it; it must not import vmm, guest or container.
 package lab

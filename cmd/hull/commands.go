@@ -5,6 +5,7 @@ import "github.com/spf13/cobra"
 // commands lists the top-level subcommands; each lives in its own file.
 func commands(g *globals, io stdio) []*cobra.Command {
 	return []*cobra.Command{
+		newDoctorCmd(g, io),
 		newBenchCmd(g, io),
 		newImagesCmd(g, io), newImageCmd(g, io), newLoadCmd(g, io), newImportCmd(g, io), newPullCmd(g, io), newPushCmd(g, io), newTagCmd(g, io), newRmiCmd(g, io),
 	}
