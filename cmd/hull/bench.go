@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hullvm/hull/bench"
+	"github.com/hullvm/hull/host"
 )
 
 func newBenchCmd(g *globals, io stdio) *cobra.Command {
@@ -41,7 +42,9 @@ missing with the reason, never silently dropped.`,
 			defer os.RemoveAll(work)
 			cfg := bench.Config{Hull: self, Root: filepath.Join(work, "state"), Busybox: busybox, Modes: modes,
 				Peers: peers, Runs: runs, Density: dens, FileMB: fileMB, Work: work, Log: io.err}
-			cfg.VMReason = "VM mode is not wired into hull bench yet"
+			if r := host.Probe(cmd.Context(), host.System(g.cache)); !r.Modes.VM.OK {
+				cfg.VMReason = r.Modes.VM.Summary
+			}
 			r, err := bench.Run(cmd.Context(), cfg)
 			if r != nil && len(r.Samples) > 0 {
 				if werr := writeBench(r, out, jsonOut, io); werr != nil && err == nil {
