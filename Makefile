@@ -13,7 +13,7 @@ setup:
 	scripts/setup
 
 build:
-	$(GO) build -o $(BIN)/hull ./cmd/hull
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/hull ./cmd/hull
 
 kernel:
 	scripts/kernel

@@ -7,6 +7,7 @@ func commands(g *globals, io stdio) []*cobra.Command {
 	return []*cobra.Command{
 		newDoctorCmd(g, io),
 		newBenchCmd(g, io),
+		newLabCmd(g, io),
 		newImagesCmd(g, io), newImageCmd(g, io), newLoadCmd(g, io), newImportCmd(g, io), newPullCmd(g, io), newPushCmd(g, io), newTagCmd(g, io), newRmiCmd(g, io),
 	}
 }
