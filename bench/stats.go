@@ -2,8 +2,8 @@ package bench
 
 import (
 	"math"
-	"strings"
 	"slices"
+	"strings"
 )
 
 // Sample is one measurement of one metric on one subject.

@@ -8,7 +8,7 @@ import (
 
 // Layout of x86 guest RAM: below the 32-bit MMIO gap, then above 4 GiB.
 const (
-	GapStart Addr = 0xC000_0000  // 3 GiB: devices live from here up to 4 GiB
+	GapStart Addr = 0xC000_0000   // 3 GiB: devices live from here up to 4 GiB
 	GapEnd   Addr = 0x1_0000_0000 // 4 GiB
 )
 
