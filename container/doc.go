@@ -1,7 +1,26 @@
 // Package container is the container lifecycle shared by both isolation modes: state on
 // disk, create, start, wait, kill, remove, logs. The modes plug in behind a small
-// Runtime interface: an OCI runtime binary (runc, crun) for shared-kernel containers and
-// a microVM for VM isolation.
+// Runtime interface: an OCI runtime binary (runc, crun; package container/runc) for
+// shared-kernel containers, and later a microVM for VM isolation.
 //
-// It must not import the CLI.
+// Every container lives in ROOT/containers/ID:
+//
+//	config.json     the OCI runtime-spec bundle (package bundle), rootfs/ beside it
+//	state.json      the container's record (State), replaced atomically
+//	container.log   the detached container's output
+//	lock            flock held while the container is changed
+//	l/N, upper, work  the runtime's mounts (container mode: layer disks and overlay)
+//	init.pid, runtime.log  the OCI runtime's pid file and JSON log
+//	shim.log        the shim's own messages
+//
+// A container is supervised by one hull process: hull run in the foreground, or the
+// shim (Manager.Shim, Supervise) that hull run -d and hull start leave behind. The
+// supervisor starts it, forwards signals and terminal resizes, and records its exit.
+//
+// A container whose supervising hull process died is detected by its process's
+// liveness (pid and start time), so ps and rm are right after a kill -9 of any hull
+// process, and rm reclaims whatever the dead process left (mounts, loop devices,
+// cgroups, runtime state).
+//
+// It must not import the CLI (cmd/), vmm or guest.
 package container

@@ -1,0 +1,355 @@
+package microvm_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hullvm/hull/cache"
+	"github.com/hullvm/hull/guest/initramfs"
+	"github.com/hullvm/hull/internal/testenv"
+	"github.com/hullvm/hull/lab"
+)
+
+// TestLabVM runs VM mode end to end in the nested lab (package lab): in ONE L1 boot,
+// `hull vm exec` (issue 3: the host API that boots kernel + initramfs + disks and runs a
+// process through the agent), QEMU microvm booting the same kernel and initramfs for
+// comparison, and `hull run --isolation vm` (issue 7) with its options. Each scenario
+// is a step; each L2 VM boots in a few seconds of emulated time.
+func TestLabVM(t *testing.T) {
+	if testenv.Short() {
+		t.Skip("nested lab: minutes of emulation (go test -short leaves it out)")
+	}
+	testenv.RequireRoot(t)
+	d := cache.Dir(envOr("HULL_CACHE", cache.DefaultDir))
+	cfg := lab.Default(d)
+	testenv.RequireBinary(t, cfg.QEMU)
+	testenv.RequireFile(t, cfg.Kernel, "the lab's L1 kernel")
+	testenv.RequireFile(t, d.Kernel(), "hull's guest kernel")
+	testenv.RequireFile(t, d.BusyboxImage(), "the busybox OCI image")
+	tmp := t.TempDir()
+
+	hull := filepath.Join(tmp, "hull")
+	build := exec.Command("go", "build", "-o", hull, "github.com/hullvm/hull/cmd/hull")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0") // L1 has no C library
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("build hull: %v\n%s", err, out)
+	}
+	// The initramfs of this tree's agent, so the test covers the agent as it is now.
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
+	defer cancel()
+	ird, err := initramfs.Build(ctx, initramfs.Options{Dir: filepath.Join(tmp, "initramfs"), Source: moduleRoot(t)})
+	if err != nil {
+		t.Fatalf("build initramfs: %v", err)
+	}
+
+	cfg.Payload = map[string]string{
+		"hull":                            hull,
+		"cache/kernel/current/bzImage":    d.Kernel(),
+		"cache/initramfs/current.cpio.gz": ird.Path,
+		"bios-microvm.bin":                "/usr/share/qemu/bios-microvm.bin", // QEMU finds it through -L .
+	}
+	addTree(t, cfg.Payload, d.BusyboxImage(), "cache/images/busybox-oci")
+	for l1, bin := range map[string]string{
+		"/sbin/mkfs.ext4": "mkfs.ext4", "/sbin/debugfs": "debugfs", "/usr/bin/mkfs.erofs": "mkfs.erofs",
+		"/payload/qemu": cfg.QEMU,
+	} {
+		if err := lab.AddBinary(cfg.Payload, testenv.RequireBinary(t, bin), l1); err != nil {
+			t.Fatal(err)
+		}
+	}
+	cfg.Script = labScript
+	cfg.Timeout = 20 * time.Minute
+	cfg.Log = testLog{t}
+	res, err := lab.Run(ctx, cfg)
+	if err != nil {
+		t.Fatalf("lab: %v", err)
+	}
+	t.Logf("lab: L1 boot %v, whole run %v", res.BootTime.Round(time.Millisecond), res.Total.Round(time.Millisecond))
+	step := func(t *testing.T, name string) lab.Step {
+		t.Helper()
+		s, ok := res.Step(name)
+		if !ok {
+			t.Fatalf("step %s never ran; lab output:\n%s", name, res.Output)
+		}
+		return s
+	}
+	guestKernel := kernelVersion(t, d)
+	var host unix.Utsname
+	if err := unix.Uname(&host); err != nil {
+		t.Fatal(err)
+	}
+	hostRelease := unix.ByteSliceToString(host.Release[:])
+	l1Release := strings.TrimSpace(step(t, "l1-uname").Output)
+
+	// Issue 3: hull vm exec.
+	for _, tt := range []struct {
+		step   string
+		status int
+		want   []string // lines that must be in the output
+	}{
+		{"exec-echo", 0, []string{"hello"}},
+		{"exec-exit7", 7, nil},
+		{"exec-stdin", 0, []string{"piped through the guest"}},
+		{"exec-uname", 0, []string{guestKernel}},
+		{"exec-missing", 127, []string{"nosuchcmd"}},
+		{"exec-initramfs-root", 0, []string{"agent-root-ok"}},
+	} {
+		t.Run(tt.step, func(t *testing.T) {
+			s := step(t, tt.step)
+			checkStep(t, s, tt.status, tt.want)
+		})
+	}
+	t.Run("exec-uname-differs", func(t *testing.T) {
+		out := step(t, "exec-uname").Output
+		if strings.Contains(out, hostRelease) || strings.Contains(out, l1Release) {
+			t.Errorf("uname -r in the VM = %q, the same as the host (%s) or L1 (%s)", out, hostRelease, l1Release)
+		}
+	})
+	t.Run("boot-to-exit", func(t *testing.T) {
+		var hullExit, hullReady, hullFail, qemuFail []float64
+		for r := 1; r <= rounds; r++ {
+			tm := step(t, fmt.Sprintf("time-hull-exec-%d", r)).Output
+			hullExit = append(hullExit, seconds(t, tm, "WALL"))
+			hullReady = append(hullReady, timing(t, tm, "agent ready"))
+			f := step(t, fmt.Sprintf("time-hull-novsock-%d", r))
+			q := step(t, fmt.Sprintf("time-qemu-novsock-%d", r))
+			for _, s := range []lab.Step{f, q} {
+				if !strings.Contains(s.Output, "hull-init failed") {
+					t.Errorf("%s: the agent did not run and report its missing channel:\n%s", s.Name, s.Output)
+				}
+			}
+			hullFail = append(hullFail, seconds(t, f.Output, "WALL"))
+			qemuFail = append(qemuFail, seconds(t, q.Output, "WALL"))
+		}
+		t.Logf("hull vm exec (echo hello), L1 clock: boot to exit %v s (median %.2f); VMM start to agent ready (process started) %v s",
+			hullExit, median(hullExit), hullReady)
+		h, q := median(hullFail), median(qemuFail)
+		t.Logf("same kernel+initramfs, agent finds no channel (hull.channel=/dev/hvc0, absent) and resets at once (VMM start to VMM exit, L1 clock): hull %v s, QEMU microvm %v s; medians hull %.2f s, QEMU %.2f s: hull/QEMU = %.2f",
+			hullFail, qemuFail, h, q, h/q)
+	})
+
+	// Issue 7: hull run --isolation vm.
+	for _, tt := range []struct {
+		step   string
+		status int
+		want   []string
+	}{
+		{"run-arith", 3, []string{"42"}},
+		{"run-uname", 0, []string{guestKernel}},
+		{"run-write", 0, []string{"secret"}},
+		{"run-isolated", 1, []string{"No such file"}},
+		{"run-volume", 0, []string{"from the host", "host sees: from the guest", "gone: yes"}},
+		{"run-options", 0, []string{"FOO=bar", "cwd=/tmp", "uid=1000", "gid=1000", "host=vmhost"}},
+		{"run-oom", 137, nil},
+		{"run-stdin", 0, []string{"stdin into the VM"}},
+		{"run-notfound", 127, []string{"nosuchcmd"}},
+		{"run-detach", 0, []string{"logs: started", "running: 1", "stopped: exited", "term", "after rm: none"}},
+		{"run-nostray", 0, []string{"containers: 0", "mounts: 0", "sockets: 0"}},
+	} {
+		t.Run(tt.step, func(t *testing.T) {
+			checkStep(t, step(t, tt.step), tt.status, tt.want)
+		})
+	}
+	t.Run("run-uname-differs", func(t *testing.T) {
+		out := step(t, "run-uname").Output
+		if strings.Contains(out, hostRelease) || strings.Contains(out, l1Release) {
+			t.Errorf("uname -r in the VM container = %q, the same as the host's container mode (%s) or L1 (%s)", out, hostRelease, l1Release)
+		}
+	})
+}
+
+// rounds is how many times each VMM boots for the figures, interleaved.
+const rounds = 3
+
+// labScript runs in L1 (busybox sh, /payload). "timed" prints the seconds, on L1's
+// clock, from starting a command to its end (WALL). QEMU's microvm has no i8042, so
+// its guest resets by triple fault (reboot=t), which -no-reboot turns into QEMU's exit.
+const labScript = `export PATH=/payload:$PATH HULL_CACHE=/payload/cache
+hull load -q -i /payload/cache/images/busybox-oci >/dev/null || exit 125
+L=$(ls /var/lib/hull/layers/*.erofs | head -1)
+K=/payload/cache/kernel/current/bzImage
+I=/payload/cache/initramfs/current.cpio.gz
+D="--disk $L,ro,id=hull-layer-0"
+since() { read t _ </proc/uptime; awk "BEGIN{print $t-$1}"; }
+timed() { read t0 _ </proc/uptime; "$@"; c=$?; echo "WALL $(since $t0)"; return $c; }
+# Every L2 boot is bounded: a hung VM fails its step, not the whole lab run.
+hull() { timeout -s KILL 240 /payload/hull "$@"; }
+step l1-uname uname -r
+
+step exec-echo hull vm exec $D -- echo hello
+step exec-exit7 hull vm exec $D -- sh -c 'exit 7'
+piped() { echo "piped through the guest" | hull vm exec -i $D -- cat; }
+step exec-stdin piped
+step exec-uname hull vm exec $D -- uname -r
+step exec-missing hull vm exec $D -- nosuchcmd
+# No layer disks: the process runs in the initramfs itself (the agent's root).
+initroot() { hull vm exec -- /init 2>&1 | grep -q "must run as PID 1" && echo agent-root-ok; }
+step exec-initramfs-root initroot
+
+for r in 1 2 3; do
+	step time-hull-exec-$r timed hull vm exec --timings $D -- echo hello
+	step time-hull-novsock-$r timed hull vm run --kernel $K --initrd $I --memory 256 --cmdline "console=ttyS0 reboot=k panic=-1 quiet hull.channel=/dev/hvc0"
+	step time-qemu-novsock-$r timed timeout -s KILL 240 ./qemu -L . -M microvm,x-option-roms=off,isa-serial=on,rtc=off -enable-kvm -cpu host -m 256 -nodefaults -no-user-config -nographic -no-reboot -serial stdio -kernel $K -initrd $I -append "console=ttyS0 reboot=t panic=-1 quiet hull.channel=/dev/hvc0"
+done
+
+V="hull run --rm --isolation vm"
+step run-arith $V busybox sh -c 'echo $((6*7)); exit 3'
+step run-uname $V busybox uname -r
+step run-write $V busybox sh -c 'echo secret > /root-file; cat /root-file'
+step run-isolated $V busybox cat /root-file
+vol() {
+	mkdir -p /tmp/vol && echo "from the host" > /tmp/vol/in && echo old > /tmp/vol/stale
+	$V -v /tmp/vol:/data busybox sh -c 'cat /data/in; echo "from the guest" > /data/out; rm /data/stale' || return
+	echo "host sees: $(cat /tmp/vol/out)"
+	[ -e /tmp/vol/stale ] || echo "gone: yes"
+}
+step run-volume vol
+step run-options $V -e FOO=bar -w /tmp -u 1000:1000 --hostname vmhost busybox sh -c 'echo FOO=$FOO; echo cwd=$(pwd); echo uid=$(id -u); echo gid=$(id -g); echo host=$(hostname)'
+step run-oom timeout 300 $V --memory 32m busybox sh -c 'a=xxxxxxxx; while true; do a=$a$a; done'
+rstdin() { echo "stdin into the VM" | $V -i busybox cat; }
+step run-stdin rstdin
+step run-notfound $V busybox nosuchcmd
+detach() {
+	id=$(hull run -d --isolation vm busybox sh -c 'trap "echo term; exit 0" TERM; echo started; while true; do sleep 1; done') || return
+	short=$(echo $id | cut -c1-12)
+	for i in $(seq 1 120); do hull logs $id | grep -q started && break; sleep 0.5; done
+	echo "logs: $(hull logs $id | head -1)"
+	echo "running: $(hull ps | grep $short | grep -c -i up)"
+	hull stop $id >/dev/null || return
+	echo "stopped: $(hull ps -a | grep $short | grep -o -i exited | tr A-Z a-z)"
+	hull logs $id
+	hull rm $id >/dev/null || return
+	if hull ps -a | grep -q $short; then echo "after rm: still listed"; else echo "after rm: none"; fi
+}
+step run-detach detach
+nostray() {
+	echo "containers: $(ls /var/lib/hull/containers | wc -l)"
+	echo "mounts: $(grep -c /var/lib/hull/containers /proc/mounts)"
+	echo "sockets: $(ls /tmp | grep -c hull-)"
+}
+step run-nostray nostray
+true
+`
+
+// checkStep asserts a step's status and that each wanted string is in its output.
+func checkStep(t *testing.T, s lab.Step, status int, want []string) {
+	t.Helper()
+	if s.ExitCode != status {
+		t.Errorf("%s: status %d, want %d; output:\n%s", s.Name, s.ExitCode, status, s.Output)
+	}
+	for _, w := range want {
+		if !strings.Contains(s.Output, w) {
+			t.Errorf("%s: output lacks %q:\n%s", s.Name, w, s.Output)
+		}
+	}
+}
+
+// kernelVersion is the guest kernel's release from its build config ("6.1.192").
+func kernelVersion(t *testing.T, d cache.Dir) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(filepath.Dir(d.Kernel()), "config"))
+	if err != nil {
+		t.Fatalf("guest kernel config: %v", err)
+	}
+	m := regexp.MustCompile(`Linux/x86 (\d+\.\d+\.\d+)`).FindSubmatch(b)
+	if m == nil {
+		t.Fatalf("no version in the guest kernel's config")
+	}
+	return string(m[1])
+}
+
+// seconds reads the number after key on its line in out.
+func seconds(t *testing.T, out, key string) float64 {
+	t.Helper()
+	sc := bufio.NewScanner(strings.NewReader(out))
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(sc.Text()), key+" "); ok {
+			f, err := strconv.ParseFloat(strings.Fields(v)[0], 64)
+			if err != nil {
+				t.Fatalf("%s %q: %v", key, v, err)
+			}
+			return f
+		}
+	}
+	t.Errorf("no %s line in:\n%s", key, out)
+	return 0
+}
+
+// timing reads a phase from hull vm exec --timings ("agent ready 3.714 s").
+func timing(t *testing.T, out, phase string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(regexp.QuoteMeta(phase) + ` ([0-9.]+) s`).FindStringSubmatch(out)
+	if m == nil {
+		t.Errorf("no %q timing in:\n%s", phase, out)
+		return 0
+	}
+	f, _ := strconv.ParseFloat(m[1], 64)
+	return f
+}
+
+func median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	s := slices.Clone(vs)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// addTree adds every file under dir to the payload under l1dir.
+func addTree(t *testing.T, payload map[string]string, dir, l1dir string) {
+	t.Helper()
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		payload[path.Join(l1dir, filepath.ToSlash(rel))] = p
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+}
+
+// moduleRoot is the hull module's folder (for building the agent).
+func moduleRoot(t *testing.T) string {
+	t.Helper()
+	out, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}").Output()
+	if err != nil {
+		t.Fatalf("go list -m: %v", err)
+	}
+	return strings.TrimSpace(string(out))
+}
+
+// testLog writes L1's console to the test log.
+type testLog struct{ t *testing.T }
+
+func (l testLog) Write(p []byte) (int, error) {
+	l.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func envOr(k, def string) string {
+	if v := os.Getenv(k); v != "" {
+		return v
+	}
+	return def
+}

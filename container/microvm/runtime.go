@@ -1,0 +1,488 @@
+package microvm
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/hullvm/hull/bundle"
+	"github.com/hullvm/hull/container"
+	"github.com/hullvm/hull/guest"
+	"github.com/hullvm/hull/vmm"
+)
+
+// Sizing of a container's VM.
+const (
+	// DefaultMemoryMiB is the guest RAM of a container without --memory. Guest RAM is
+	// reserved, not touched: the host pays for what the guest uses.
+	DefaultMemoryMiB = 512
+	// HeadroomMiB is added to a --memory limit for the guest kernel, the agent and the
+	// page cache, so that the limit (a memory cgroup in the guest) is what the process
+	// gets, as in container mode.
+	HeadroomMiB = 128
+	// DefaultScratchSize is the scratch disk's size (sparse): what a container can
+	// write to its root filesystem.
+	DefaultScratchSize = 8 << 30
+)
+
+// Files in the container's directory.
+const (
+	scratchFile = "scratch.img"
+	consoleFile = "console.log"
+	vsockFile   = "vsock"
+	ctlFile     = "ctl.sock"
+)
+
+// Runtime runs bundles in microVMs: Runtime.Name is "vm".
+type Runtime struct {
+	Kernel, Initrd string
+	Tools          Tools
+	// ScratchSize is the scratch disk's size; 0 is DefaultScratchSize.
+	ScratchSize int64
+	Log         *slog.Logger
+}
+
+// New returns the VM runtime booting kernel with initrd; the e2fsprogs tools are found
+// on PATH.
+func New(kernel, initrd string, log *slog.Logger) (*Runtime, error) {
+	for _, f := range []struct{ path, what string }{{kernel, "guest kernel"}, {initrd, "initramfs"}} {
+		if _, err := os.Stat(f.path); err != nil {
+			return nil, fmt.Errorf("VM mode needs the %s: %w (run scripts/setup, or use --isolation container)", f.what, err)
+		}
+	}
+	t, err := FindTools()
+	if err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Runtime{Kernel: kernel, Initrd: initrd, Tools: t, Log: log}, nil
+}
+
+func (r *Runtime) log() *slog.Logger {
+	if r.Log == nil {
+		return slog.New(slog.DiscardHandler)
+	}
+	return r.Log
+}
+
+// Name implements container.Runtime.
+func (r *Runtime) Name() string { return "vm" }
+
+// Prepare makes the scratch disk. The root filesystem itself is only built inside the
+// guest; so that --user can name a user of the image's /etc/passwd, the layers are
+// also mounted on the host when it can (loop devices), else rootfs is "".
+func (r *Runtime) Prepare(ctx context.Context, c *container.Container) (string, error) {
+	size := r.ScratchSize
+	if size == 0 {
+		size = DefaultScratchSize
+	}
+	if err := r.Tools.MakeExt4(ctx, filepath.Join(c.Dir, scratchFile), size, ""); err != nil {
+		return "", fmt.Errorf("scratch disk: %w", err)
+	}
+	if err := container.MountRootfs(c.Dir, c.Rootfs(), c.Disks); err != nil {
+		r.log().Debug("image root not visible on the host; --user takes numeric ids only", "err", err)
+		container.UnmountRootfs(c.Dir, c.Rootfs())
+		return "", nil
+	}
+	return c.Rootfs(), nil
+}
+
+// sockPath returns the path of a socket of c: in its directory when the path fits a
+// Unix socket address (with room for the vsock device's "_PORT" suffixes:
+// MaxSocketPath), else in the temporary folder.
+func sockPath(c *container.Container, name string) string {
+	p := filepath.Join(c.Dir, name)
+	if len(p) <= MaxSocketPath {
+		return p
+	}
+	return filepath.Join(os.TempDir(), "hull-"+c.ShortID()+"-"+name)
+}
+
+// volume is a -v directory carried on a disk.
+type volume struct {
+	src, img string
+	ro       bool
+}
+
+// disks returns the VM's disks and rewrites spec's bind mounts of host folders into
+// volume disks, which it makes from the folders' current contents.
+func (r *Runtime) disks(ctx context.Context, c *container.Container, spec *specs.Spec) ([]vmm.Disk, []volume, error) {
+	var disks []vmm.Disk
+	for i, d := range c.Disks {
+		disks = append(disks, vmm.Disk{Path: d, ReadOnly: true, ID: LayerSerial(i)})
+	}
+	disks = append(disks, vmm.Disk{Path: filepath.Join(c.Dir, scratchFile), ID: Scratch})
+	var vols []volume
+	var mounts []specs.Mount
+	for _, m := range spec.Mounts {
+		if m.Type != "bind" && m.Type != "rbind" && !hasOption(m.Options, "bind") && !hasOption(m.Options, "rbind") {
+			mounts = append(mounts, m)
+			continue
+		}
+		fi, err := os.Stat(m.Source)
+		if err != nil {
+			return nil, nil, fmt.Errorf("volume %s: %w", m.Source, err)
+		}
+		if !fi.IsDir() {
+			return nil, nil, fmt.Errorf("volume %s: VM mode carries folders only (on a disk); mount the folder that holds the file", m.Source)
+		}
+		v := volume{src: m.Source, img: filepath.Join(c.Dir, fmt.Sprintf("vol-%d.img", len(vols))), ro: hasOption(m.Options, "ro")}
+		if !v.ro && r.Tools.Debugfs == "" {
+			return nil, nil, fmt.Errorf("volume %s: VM mode copies a writable volume back with debugfs, which is not installed: install e2fsprogs, or mount it :ro", m.Source)
+		}
+		n, err := dirSize(m.Source)
+		if err != nil {
+			return nil, nil, fmt.Errorf("volume %s: %w", m.Source, err)
+		}
+		if err := r.Tools.MakeExt4(ctx, v.img, volumeSize(n), m.Source); err != nil {
+			return nil, nil, fmt.Errorf("volume %s: %w", m.Source, err)
+		}
+		serial := fmt.Sprintf("%s%d", VolumePrefix, len(vols))
+		disks = append(disks, vmm.Disk{Path: v.img, ReadOnly: v.ro, ID: serial})
+		opts := []string{"nosuid", "nodev"}
+		if v.ro {
+			opts = append(opts, "ro")
+		}
+		mounts = append(mounts, specs.Mount{Destination: m.Destination, Type: "ext4", Source: agentSerial + serial, Options: opts})
+		vols = append(vols, v)
+	}
+	spec.Mounts = mounts
+	if len(disks) > vmm.MaxDisks {
+		return nil, nil, fmt.Errorf("%d disks (layers, scratch and volumes): a VM takes at most %d", len(disks), vmm.MaxDisks)
+	}
+	return disks, vols, nil
+}
+
+// agentSerial is the mount source prefix that names a disk by serial (agent.SerialSource).
+const agentSerial = "serial:"
+
+func hasOption(opts []string, o string) bool {
+	for _, x := range opts {
+		if x == o {
+			return true
+		}
+	}
+	return false
+}
+
+// sizing returns the VM's vCPUs and memory from the spec's resources: the CPU quota
+// rounded up, and the memory limit plus HeadroomMiB.
+func sizing(spec *specs.Spec) (cpus, mib int) {
+	cpus, mib = 1, DefaultMemoryMiB
+	if spec.Linux == nil || spec.Linux.Resources == nil {
+		return cpus, mib
+	}
+	res := spec.Linux.Resources
+	if c := res.CPU; c != nil && c.Quota != nil && c.Period != nil && *c.Period > 0 && *c.Quota > 0 {
+		cpus = int((uint64(*c.Quota) + *c.Period - 1) / *c.Period)
+		cpus = min(max(cpus, 1), vmm.MaxCPUs)
+	}
+	if m := res.Memory; m != nil && m.Limit != nil && *m.Limit > 0 {
+		mib = int((*m.Limit+(1<<20)-1)>>20) + HeadroomMiB
+		mib = min(mib, vmm.MaxMemoryMiB)
+	}
+	return cpus, mib
+}
+
+// Start implements container.Runtime: it boots the VM in this process, runs the
+// bundle's process through the agent and returns once the process runs (or why it
+// could not). The VM lives until the process exits; Wait then returns its status.
+func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio container.IO) (container.Process, error) {
+	bg := context.WithoutCancel(ctx)
+	spec, err := bundle.Read(c.Dir)
+	if err != nil {
+		return nil, err
+	}
+	spec.Process.Terminal = stdio.TTY
+	if stdio.TTY && stdio.Size.Rows > 0 {
+		spec.Process.ConsoleSize = &specs.Box{Height: uint(stdio.Size.Rows), Width: uint(stdio.Size.Cols)}
+	}
+	// The image root is built in the guest; a host view made by Prepare is not needed.
+	container.UnmountRootfs(c.Dir, c.Rootfs())
+	disks, vols, err := r.disks(ctx, c, spec)
+	if err != nil {
+		return nil, err
+	}
+	layers := make([]string, len(c.Disks))
+	for i := range layers {
+		layers[i] = LayerSerial(i)
+	}
+	cpus, mib := sizing(spec)
+	console, err := os.OpenFile(filepath.Join(c.Dir, consoleFile), os.O_WRONLY|os.O_CREATE|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("console log: %w", err)
+	}
+	p := &process{
+		r: r, c: c, vols: vols, console: console,
+		sig: make(chan syscall.Signal, 16), resize: make(chan guest.Winsize, 1),
+		started: make(chan struct{}), exited: make(chan struct{}), release: make(chan struct{}),
+	}
+	p.tid, p.gone = sentinel(p.release)
+	t0 := time.Now()
+	vm, err := Boot(bg, Config{
+		Kernel: r.Kernel, Initrd: r.Initrd, CPUs: cpus, MemoryMiB: mib, Disks: disks,
+		Socket: sockPath(c, vsockFile), Console: console, Log: r.log().With("vm", c.ShortID()),
+	})
+	if err != nil {
+		p.finish()
+		return nil, err
+	}
+	p.vm = vm
+	if p.ctl, err = listenControl(sockPath(c, ctlFile), p.Signal); err != nil {
+		vm.Close()
+		p.finish()
+		return nil, err
+	}
+	out, errw := stdio.Out, stdio.Err
+	if out == nil {
+		out = io.Discard
+	}
+	if errw == nil {
+		errw = io.Discard
+	}
+	gs := guest.Stdio{Stdin: stdio.In, Stdout: out, Stderr: errw, Signals: p.sig, Resize: p.resize,
+		Started: func(int) { close(p.started) }}
+	run := guest.Run{Spec: spec, Layers: layers, Scratch: Scratch}
+	go p.run(bg, run, gs)
+	select {
+	case <-p.started:
+		r.log().Debug("VM process started", "container", c.ShortID(), "cpus", cpus, "memory_mib", mib, "took", time.Since(t0))
+		return p, nil
+	case <-p.exited:
+	}
+	if p.err != nil {
+		return nil, p.err
+	}
+	switch p.ex.Reason {
+	case guest.ReasonNotFound:
+		return nil, fmt.Errorf("%w: %s", container.ErrCommandNotFound, p.ex.Message)
+	case guest.ReasonCannotExec:
+		return nil, fmt.Errorf("%w: %s", container.ErrCannotExec, p.ex.Message)
+	}
+	return nil, fmt.Errorf("start in VM: %s: %s (console log: %s)", p.ex.Reason, p.ex.Message, filepath.Join(c.Dir, consoleFile))
+}
+
+// sentinel starts an OS thread that lives until release is closed and returns its
+// thread id, and a channel closed once the thread has gone. The thread stands for
+// the VM in the container's state (State.Pid): it has its own /proc entry and start
+// time, so another hull process sees the container alive exactly while the VM runs,
+// as it sees a container-mode process, while the VM itself runs in this process.
+func sentinel(release <-chan struct{}) (int, <-chan struct{}) {
+	tid := make(chan int)
+	gone := make(chan struct{})
+	go func() {
+		runtime.LockOSThread()
+		// Returning while locked ends the thread (the Go runtime does not reuse it).
+		id := unix.Gettid()
+		tid <- id
+		<-release
+		go func() {
+			defer close(gone)
+			for range 500 {
+				if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", id)); err != nil {
+					return
+				}
+				time.Sleep(2 * time.Millisecond)
+			}
+		}()
+	}()
+	return <-tid, gone
+}
+
+// process is a container's process in a VM, supervised by this hull process.
+type process struct {
+	r       *Runtime
+	c       *container.Container
+	vm      *VM
+	vols    []volume
+	console *os.File
+	ctl     *control
+	tid     int
+	gone    <-chan struct{}
+	release chan struct{}
+
+	sig     chan syscall.Signal
+	resize  chan guest.Winsize
+	started chan struct{} // closed when the agent said started
+	exited  chan struct{} // closed when everything is over; ex and err are set
+	ex      guest.Exit
+	err     error
+	once    sync.Once
+}
+
+// run runs the session, then waits for the VM to end, copies the volumes back and
+// releases everything.
+func (p *process) run(ctx context.Context, run guest.Run, s guest.Stdio) {
+	ex, err := p.vm.Run(ctx, run, s)
+	if err != nil {
+		p.vm.Stop()
+	}
+	if _, verr := p.vm.WaitTimeout(30 * time.Second); verr != nil && err == nil {
+		p.r.log().Warn("VM ended with an error after its process", "container", p.c.ShortID(), "err", verr)
+	}
+	if cerr := p.vm.Close(); cerr != nil {
+		p.r.log().Warn("release VM", "container", p.c.ShortID(), "err", cerr)
+	}
+	select {
+	case <-p.started:
+		// The process ran: what it wrote to its volumes goes back to the host.
+		for _, v := range p.vols {
+			if v.ro {
+				continue
+			}
+			if cerr := p.r.Tools.CopyOut(ctx, v.img, v.src); cerr != nil {
+				err = errors.Join(err, fmt.Errorf("volume %s: %w", v.src, cerr))
+			}
+		}
+	default:
+	}
+	p.ex, p.err = ex, err
+	p.finish()
+}
+
+// finish releases the control socket, the console and the sentinel thread, and marks
+// the process exited.
+func (p *process) finish() {
+	p.once.Do(func() {
+		if p.ctl != nil {
+			p.ctl.Close()
+		}
+		p.console.Close()
+		close(p.release)
+		<-p.gone
+		close(p.exited)
+	})
+}
+
+func (p *process) Pid() int { return p.tid }
+
+// Wait implements container.Process: the agent's exit status.
+func (p *process) Wait() (int, error) {
+	<-p.exited
+	if p.err != nil {
+		return container.ExitUnknown, p.err
+	}
+	return p.ex.Status, nil
+}
+
+// Signal forwards sig to the process in the guest. A SIGKILL also stops the VM if the
+// guest has not ended it within killGrace.
+func (p *process) Signal(sig syscall.Signal) error {
+	select {
+	case <-p.exited:
+		return nil
+	default:
+	}
+	if sig == unix.SIGKILL {
+		go func() {
+			select {
+			case <-p.exited:
+			case <-time.After(killGrace):
+				p.vm.Stop()
+			}
+		}()
+	}
+	select {
+	case p.sig <- sig:
+		return nil
+	default:
+		return fmt.Errorf("signal %v: too many signals pending for the VM", sig)
+	}
+}
+
+// killGrace is how long the guest has to act on a forwarded SIGKILL.
+const killGrace = 10 * time.Second
+
+func (p *process) Resize(w container.Winsize) error {
+	select {
+	case p.resize <- guest.Winsize{Rows: w.Rows, Cols: w.Cols}:
+	default:
+	}
+	return nil
+}
+
+// Kill implements container.Runtime: the signal goes to the supervising hull process
+// over its control socket, which forwards it to the guest. If that process no longer
+// answers, SIGKILL kills it (and with it the VM).
+func (r *Runtime) Kill(ctx context.Context, c *container.Container, sig syscall.Signal) error {
+	err := sendSignal(ctx, sockPath(c, ctlFile), sig)
+	if err == nil {
+		return nil
+	}
+	if sig == unix.SIGKILL && sameThread(c.Pid, c.PidStart) {
+		if tgid := threadGroup(c.Pid); tgid > 0 && tgid != os.Getpid() {
+			if kerr := unix.Kill(tgid, unix.SIGKILL); kerr == nil {
+				return nil
+			}
+		}
+	}
+	return fmt.Errorf("%w: %s: its supervising hull process does not answer (%v)", container.ErrNotRunning, c.Name, err)
+}
+
+// Exec implements container.Runtime. The agent serves one process per VM.
+func (r *Runtime) Exec(ctx context.Context, c *container.Container, p *specs.Process, stdio container.IO) (int, error) {
+	return 0, errors.New("exec in a VM container is not supported yet: the guest agent runs one process per VM (use --isolation container for hull exec)")
+}
+
+// Delete implements container.Runtime: disks, sockets and the host view of the root.
+func (r *Runtime) Delete(ctx context.Context, c *container.Container) error {
+	var errs []error
+	if err := container.UnmountRootfs(c.Dir, c.Rootfs()); err != nil {
+		errs = append(errs, err)
+	}
+	vols, _ := filepath.Glob(filepath.Join(c.Dir, "vol-*.img"))
+	for _, f := range append(vols, filepath.Join(c.Dir, scratchFile), sockPath(c, vsockFile), sockPath(c, ctlFile)) {
+		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// sameThread reports whether thread tid exists with the start time start.
+func sameThread(tid int, start uint64) bool {
+	if tid <= 0 {
+		return false
+	}
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", tid))
+	if err != nil {
+		return false
+	}
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(s[i+1:])
+	return len(f) >= 20 && f[19] == fmt.Sprint(start)
+}
+
+// threadGroup returns the process id of thread tid, or 0.
+func threadGroup(tid int) int {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", tid))
+	if err != nil {
+		return 0
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(l, "Tgid:"); ok {
+			var n int
+			fmt.Sscan(strings.TrimSpace(v), &n)
+			return n
+		}
+	}
+	return 0
+}

@@ -1,0 +1,246 @@
+package container
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// maxOverlayOptions is the kernel's limit on mount options: one page.
+const maxOverlayOptions = 4000
+
+// MountRootfs mounts the layer disks (lowest first; EROFS or ext4 filesystem images)
+// read-only through loop devices at dir/l/N and an overlay of them at rootfs, with
+// the writable layer in dir/upper and dir/work. Loop devices are set to clear
+// themselves when unmounted, so UnmountRootfs leaves none behind. On error whatever
+// was mounted is unmounted again.
+func MountRootfs(dir, rootfs string, disks []string) (err error) {
+	if len(disks) == 0 {
+		return errors.New("mount rootfs: the image has no layers")
+	}
+	defer func() {
+		if err != nil {
+			UnmountRootfs(dir, rootfs)
+		}
+	}()
+	upper, work := filepath.Join(dir, "upper"), filepath.Join(dir, "work")
+	for _, d := range []string{upper, work, rootfs} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return fmt.Errorf("mount rootfs: %w", err)
+		}
+	}
+	lower := make([]string, len(disks))
+	for i, disk := range disks {
+		mp := filepath.Join(dir, "l", strconv.Itoa(i))
+		if err := os.MkdirAll(mp, 0o755); err != nil {
+			return fmt.Errorf("mount layer %s: %w", disk, err)
+		}
+		if err := mountDisk(disk, mp); err != nil {
+			return err
+		}
+		lower[len(disks)-1-i] = mp // overlay wants the highest layer first
+	}
+	opts := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + upper + ",workdir=" + work
+	if len(opts) > maxOverlayOptions {
+		return fmt.Errorf("mount rootfs: %d layers are too many for one overlay mount", len(disks))
+	}
+	// volatile (Linux 5.10): no sync of the host filesystem at unmount; the writable
+	// layer is thrown away with the container anyway.
+	err = unix.Mount("overlay", rootfs, "overlay", 0, opts+",volatile")
+	if errors.Is(err, unix.EINVAL) {
+		err = unix.Mount("overlay", rootfs, "overlay", 0, opts)
+	}
+	if err != nil {
+		return fmt.Errorf("mount overlay at %s: %w", rootfs, err)
+	}
+	return nil
+}
+
+// UnmountRootfs undoes MountRootfs, also a partial one; it is idempotent.
+func UnmountRootfs(dir, rootfs string) error {
+	var errs []error
+	if err := unmount(rootfs); err != nil {
+		errs = append(errs, err)
+	}
+	ents, _ := os.ReadDir(filepath.Join(dir, "l"))
+	for _, e := range ents {
+		if err := unmount(filepath.Join(dir, "l", e.Name())); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// unmount unmounts every mount stacked at path; a path with nothing mounted is fine.
+func unmount(path string) error {
+	for range 16 {
+		err := unix.Unmount(path, unix.UMOUNT_NOFOLLOW)
+		switch {
+		case err == nil:
+			continue
+		case errors.Is(err, unix.EINVAL), errors.Is(err, unix.ENOENT):
+			return nil
+		case errors.Is(err, unix.EBUSY):
+			if err := unix.Unmount(path, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) {
+				return fmt.Errorf("unmount %s: %w", path, err)
+			}
+		default:
+			return fmt.Errorf("unmount %s: %w", path, err)
+		}
+	}
+	return fmt.Errorf("unmount %s: still mounted after 16 unmounts", path)
+}
+
+// Filesystem magics (EROFS: fs/erofs/erofs_fs.h; ext4: the superblock's s_magic).
+const (
+	erofsMagic = 0xE0F5E1E2
+	ext4Magic  = 0xEF53
+)
+
+// diskType tells the filesystem of a layer disk from its superblock.
+func diskType(f *os.File) (string, error) {
+	var sb [1024 + 0x40]byte
+	if _, err := io.ReadFull(io.NewSectionReader(f, 0, int64(len(sb))), sb[:]); err != nil {
+		return "", fmt.Errorf("read superblock: %w", err)
+	}
+	le32 := func(b []byte) uint32 { return uint32(b[0]) | uint32(b[1])<<8 | uint32(b[2])<<16 | uint32(b[3])<<24 }
+	switch {
+	case le32(sb[1024:]) == erofsMagic:
+		return "erofs", nil
+	case uint16(sb[1024+0x38])|uint16(sb[1024+0x39])<<8 == ext4Magic:
+		return "ext4", nil
+	}
+	return "", errors.New("not an EROFS or ext4 filesystem image")
+}
+
+// mountDisk attaches disk to a free loop device, read-only and autoclearing, and mounts
+// it read-only at mp (mount -o loop,ro).
+func mountDisk(disk, mp string) error {
+	f, err := os.Open(disk)
+	if err != nil {
+		return fmt.Errorf("open layer disk: %w", err)
+	}
+	defer f.Close()
+	fstype, err := diskType(f)
+	if err != nil {
+		return fmt.Errorf("layer disk %s: %w", disk, err)
+	}
+	loop, err := attachLoop(f)
+	if err != nil {
+		return fmt.Errorf("layer disk %s: %w", disk, err)
+	}
+	defer loop.Close() // autoclear: the device goes when unmounted and closed
+	data := ""
+	if fstype == "ext4" {
+		data = "noload"
+	}
+	if err := unix.Mount(loop.Name(), mp, fstype, unix.MS_RDONLY, data); err != nil {
+		return fmt.Errorf("mount layer disk %s (%s on %s): %w", disk, fstype, loop.Name(), err)
+	}
+	return nil
+}
+
+// attachLoop binds f to a free loop device and returns the device, open.
+func attachLoop(f *os.File) (*os.File, error) {
+	ctl, err := os.OpenFile("/dev/loop-control", os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("loop devices: %w", err)
+	}
+	defer ctl.Close()
+	for range 64 {
+		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return nil, fmt.Errorf("find a free loop device: %w", err)
+		}
+		dev, err := os.OpenFile("/dev/loop"+strconv.Itoa(n), os.O_RDONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open loop device: %w", err)
+		}
+		cfg := unix.LoopConfig{Fd: uint32(f.Fd())}
+		cfg.Info.Flags = unix.LO_FLAGS_READ_ONLY | unix.LO_FLAGS_AUTOCLEAR
+		err = unix.IoctlLoopConfigure(int(dev.Fd()), &cfg)
+		if err == nil {
+			return dev, nil
+		}
+		dev.Close()
+		if errors.Is(err, unix.EBUSY) {
+			continue // another process took it first
+		}
+		if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOTTY) {
+			return attachLoopOld(ctl, f)
+		}
+		return nil, fmt.Errorf("configure loop device %d: %w", n, err)
+	}
+	return nil, errors.New("no free loop device after 64 tries")
+}
+
+// attachLoopOld is attachLoop for kernels before 5.8 (no LOOP_CONFIGURE).
+func attachLoopOld(ctl, f *os.File) (*os.File, error) {
+	for range 64 {
+		n, err := unix.IoctlRetInt(int(ctl.Fd()), unix.LOOP_CTL_GET_FREE)
+		if err != nil {
+			return nil, fmt.Errorf("find a free loop device: %w", err)
+		}
+		dev, err := os.OpenFile("/dev/loop"+strconv.Itoa(n), os.O_RDONLY, 0)
+		if err != nil {
+			return nil, fmt.Errorf("open loop device: %w", err)
+		}
+		if err := unix.IoctlSetInt(int(dev.Fd()), unix.LOOP_SET_FD, int(f.Fd())); err != nil {
+			dev.Close()
+			if errors.Is(err, unix.EBUSY) {
+				continue
+			}
+			return nil, fmt.Errorf("attach loop device %d: %w", n, err)
+		}
+		info := unix.LoopInfo64{Flags: unix.LO_FLAGS_READ_ONLY | unix.LO_FLAGS_AUTOCLEAR}
+		if err := unix.IoctlLoopSetStatus64(int(dev.Fd()), &info); err != nil {
+			unix.IoctlSetInt(int(dev.Fd()), unix.LOOP_CLR_FD, 0)
+			dev.Close()
+			return nil, fmt.Errorf("set loop device %d status: %w", n, err)
+		}
+		return dev, nil
+	}
+	return nil, errors.New("no free loop device after 64 tries")
+}
+
+// readRootFile reads a small file inside rootfs without following links out of it
+// (the image is hostile), at most max bytes. A missing file is nil, nil.
+func readRootFile(rootfs, name string, max int64) ([]byte, error) {
+	root, err := os.Open(rootfs)
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	// O_PATH first: a device node or FIFO planted by the image is never opened.
+	fd, err := unix.Openat2(int(root.Fd()), name, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if errors.Is(err, unix.ENOENT) || errors.Is(err, unix.ELOOP) || errors.Is(err, unix.ENOTDIR) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("open %s in the image: %w", name, err)
+	}
+	defer unix.Close(fd)
+	var st unix.Stat_t
+	if err := unix.Fstat(fd, &st); err != nil || st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, nil
+	}
+	f, err := os.Open("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		return nil, fmt.Errorf("open %s in the image: %w", name, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max))
+	if err != nil {
+		return nil, fmt.Errorf("read %s in the image: %w", name, err)
+	}
+	return b, nil
+}
