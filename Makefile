@@ -5,7 +5,7 @@ export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
 GO ?= go
 BIN := bin
 
-.PHONY: all setup build demo check test kernel lab-smoke bench fuzz vet clean
+.PHONY: all setup build demo check test kernel initramfs testguest lab-smoke bench bench-vmm fuzz vet clean
 
 all: build
 
@@ -17,6 +17,12 @@ build:
 
 kernel:
 	scripts/kernel
+
+initramfs:
+	scripts/initramfs
+
+testguest:
+	scripts/testguest
 
 demo: setup build
 	scripts/demo
@@ -31,7 +37,11 @@ lab-smoke: setup build
 	CI=$${CI:-true} $(GO) test -count=1 -v -run 'TestLabSmoke' ./lab/
 
 bench: setup build
-	$(GO) run ./cmd/hull bench --runs 5 --out docs/bench
+	scripts/docker-up
+	$(BIN)/hull bench --runs 5 --out docs/bench
+
+bench-vmm: setup build
+	$(GO) test -run '^$$' -bench VMM -benchtime 30x ./bench/
 
 fuzz:
 	scripts/fuzz
