@@ -29,6 +29,9 @@ type Stdio struct {
 	Signals <-chan syscall.Signal
 	// Resize carries terminal size changes.
 	Resize <-chan Winsize
+	// Started, when set, is called with the process's guest pid once it runs (the
+	// agent's started frame). It is not called when the process could not start.
+	Started func(pid int)
 }
 
 // ErrNoExit means the agent's connection ended before it sent an exit status.
@@ -90,6 +93,13 @@ func Session(ctx context.Context, conn io.ReadWriteCloser, r Run, s Stdio) (Exit
 		}
 		switch f.Kind {
 		case KindStarted:
+			if s.Started != nil {
+				var st Started
+				if err := json.Unmarshal(f.Payload, &st); err != nil {
+					return Exit{}, fmt.Errorf("%w: started: %v", ErrFrame, err)
+				}
+				s.Started(st.Pid)
+			}
 		case KindStdout, KindStderr:
 			w := s.Stdout
 			if f.Kind == KindStderr {

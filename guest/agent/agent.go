@@ -42,6 +42,10 @@ type Agent struct {
 	DiskWait time.Duration
 	// Mount mounts a filesystem (unix.Mount); tests may wrap it.
 	Mount func(source, target, fstype string, flags uintptr, data string) error
+	// Cgroup is the cgroup v2 hierarchy in which the process gets a cgroup with the
+	// spec's memory limit ("/sys/fs/cgroup"); empty, or not a cgroup2 mount, leaves the
+	// limit unapplied (with a warning): the VM's own RAM is then the limit.
+	Cgroup string
 }
 
 // New returns an Agent with the guest's paths.
@@ -57,6 +61,7 @@ func New(log *slog.Logger) *Agent {
 		Reap:     os.Getpid() == 1,
 		DiskWait: 2 * time.Second,
 		Mount:    unix.Mount,
+		Cgroup:   "/sys/fs/cgroup",
 	}
 }
 

@@ -6,7 +6,9 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strconv"
 	"syscall"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -154,6 +156,13 @@ func (a *Agent) start(root string, run *guest.Run) (*process, *failure) {
 	defer mine.Close()
 	cleanups = append(cleanups, theirs)
 
+	if cg, err := a.memoryCgroup(run.Spec); err != nil {
+		return nil, fail(guest.ReasonSetup, err)
+	} else if cg != nil {
+		defer cg.Close()
+		sys.UseCgroupFD, sys.CgroupFD = true, int(cg.Fd())
+	}
+
 	fds := []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd(), theirs.Fd()}
 	pid, err := syscall.ForkExec(a.Self, []string{"hull-init", "exec"}, &syscall.ProcAttr{
 		Env:   []string{stageEnv + "=exec"},
@@ -252,4 +261,41 @@ func control(f *os.File, fn func(fd int) error) error {
 		return err
 	}
 	return ferr
+}
+
+// memoryCgroup makes the cgroup that applies the spec's memory limit and returns it
+// opened, for the exec stage to start in (clone3 CLONE_INTO_CGROUP), or nil when the
+// spec has no limit or the guest has no cgroup v2 with the memory controller.
+func (a *Agent) memoryCgroup(spec *specs.Spec) (*os.File, error) {
+	if spec.Linux == nil || spec.Linux.Resources == nil || spec.Linux.Resources.Memory == nil {
+		return nil, nil
+	}
+	m := spec.Linux.Resources.Memory
+	if m.Limit == nil || *m.Limit <= 0 {
+		return nil, nil
+	}
+	var st unix.Statfs_t
+	if a.Cgroup == "" || unix.Statfs(a.Cgroup, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
+		a.Log.Warn("memory limit not applied: no cgroup v2 in the guest", "limit", *m.Limit)
+		return nil, nil
+	}
+	// Enabling a controller for the children fails only when the kernel lacks it.
+	if err := os.WriteFile(filepath.Join(a.Cgroup, "cgroup.subtree_control"), []byte("+memory"), 0); err != nil {
+		a.Log.Warn("memory limit not applied: no memory controller in the guest kernel", "err", err)
+		return nil, nil
+	}
+	dir := filepath.Join(a.Cgroup, "hull-"+strconv.Itoa(os.Getpid())+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("memory cgroup: %w", err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "memory.max"), []byte(strconv.FormatInt(*m.Limit, 10)), 0); err != nil {
+		return nil, fmt.Errorf("memory limit %d: %w", *m.Limit, err)
+	}
+	// No swap beyond the limit (the guest has none anyway; the file exists with CONFIG_SWAP).
+	os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0)
+	f, err := os.Open(dir)
+	if err != nil {
+		return nil, fmt.Errorf("memory cgroup: %w", err)
+	}
+	return f, nil
 }
