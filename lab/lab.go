@@ -208,13 +208,20 @@ func (r Result) Step(name string) (Step, bool) {
 // Run boots L1 under QEMU, runs cfg.Script there and returns its output and status. A
 // script that fails is not an error (see Result.ExitCode); an L1 that cannot boot, load
 // KVM, or finish in cfg.Timeout is. Cancelling ctx kills QEMU. Temporary files are
-// removed before Run returns.
+// removed before Run returns. L1s run one at a time on a machine: Run waits for any
+// other lab run to finish first.
 func Run(ctx context.Context, cfg Config) (Result, error) {
 	start := time.Now()
 	if err := cfg.Validate(); err != nil {
 		return Result{}, err
 	}
 	cfg = cfg.withDefaults()
+	unlock, err := lock(ctx)
+	if err != nil {
+		return Result{}, err
+	}
+	defer unlock()
+	start = time.Now() // the wait for another lab run is not this run's time
 	f, err := newFrame()
 	if err != nil {
 		return Result{}, err

@@ -363,3 +363,21 @@ func TestRunCleansUp(t *testing.T) {
 		t.Errorf("Run left %v in TMPDIR (%v)", left, err)
 	}
 }
+
+func TestLockSerializes(t *testing.T) {
+	release, err := lock(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
+	defer cancel()
+	if _, err := lock(ctx); err == nil {
+		t.Fatal("a second lock was granted while the first was held")
+	}
+	release()
+	again, err := lock(context.Background())
+	if err != nil {
+		t.Fatalf("lock after release: %v", err)
+	}
+	again()
+}
