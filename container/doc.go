@@ -8,10 +8,14 @@
 //	config.json     the OCI runtime-spec bundle (package bundle), rootfs/ beside it
 //	state.json      the container's record (State), replaced atomically
 //	container.log   the detached container's output
-//	lock            flock held while the container is changed
-//	l/N, upper, work  the runtime's mounts (container mode: layer disks and overlay)
+//	upper, work     the overlay's writable layer (container mode)
+//	l/N             layer disk mount points, only where the layers cannot be
+//	                detached mounts (MountRootfs)
 //	init.pid, runtime.log  the OCI runtime's pid file and JSON log
 //	shim.log        the shim's own messages
+//
+// The directory itself is flocked while the container is changed (no lock file: see
+// Container.saveNew on what each new inode costs).
 //
 // A container is supervised by one hull process: hull run in the foreground, or the
 // shim (Manager.Shim, Supervise) that hull run -d and hull start leave behind. The

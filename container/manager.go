@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
 	"strings"
 	"syscall"
 	"time"
@@ -49,16 +48,21 @@ type Config struct {
 	Bundle       bundle.Options
 }
 
-var validCgroupParent = regexp.MustCompile(`^[a-zA-Z0-9_.-]+(/[a-zA-Z0-9_.-]+)*$`)
-
-// cgroupsPath is the container's cgroup under parent.
+// cgroupsPath is the container's cgroup under parent: names of [a-zA-Z0-9_.-]+ other
+// than . and .., joined by single slashes.
 func cgroupsPath(parent, id string) (string, error) {
 	if parent == "" {
 		parent = "hull"
 	}
 	parent = strings.Trim(parent, "/")
-	if !validCgroupParent.MatchString(parent) || strings.Contains("/"+parent+"/", "/../") || strings.Contains("/"+parent+"/", "/./") {
-		return "", fmt.Errorf("cgroup parent %q: use a path of names such as hull or ci/jobs", parent)
+	for _, n := range strings.Split(parent, "/") {
+		ok := n != "" && n != "." && n != ".."
+		for i := 0; ok && i < len(n); i++ {
+			ok = nameChar(n[i], true)
+		}
+		if !ok {
+			return "", fmt.Errorf("cgroup parent %q: use a path of names such as hull or ci/jobs", parent)
+		}
 	}
 	return "/" + parent + "/" + id, nil
 }
@@ -172,7 +176,7 @@ func (m *Manager) reserve(ctx context.Context, c *Container) error {
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create container: %w", err)
 	}
-	unlock, err := flock(ctx, filepath.Join(dir, ".lock"))
+	unlock, err := flock(ctx, filepath.Join(dir, ".lock"), os.O_RDWR|os.O_CREATE)
 	if err != nil {
 		return err
 	}
@@ -201,7 +205,7 @@ func (m *Manager) reserve(ctx context.Context, c *Container) error {
 	}
 	final := c.Dir
 	c.Dir = tmp
-	err = c.save()
+	err = c.saveNew()
 	c.Dir = final
 	if err == nil {
 		err = os.Rename(tmp, final)
@@ -324,17 +328,23 @@ func (m *Manager) supervise(ctx context.Context, c *Container, stdio IO, sig Sig
 	close(exited)
 	m.log().Debug("container exited", "container", c.ShortID(), "status", code, "took", time.Since(t0))
 	bg := context.WithoutCancel(ctx)
+	c.Status, c.ExitCode = Exited, code
+	var rerr error
+	if c.Remove {
+		// A container removed whole needs no exit record: it is written only when
+		// the removal fails and the container stays.
+		if rerr = m.remove(bg, c, rt); rerr == nil {
+			m.log().Debug("container removed", "container", c.ShortID(), "took", time.Since(t0))
+			return code, err
+		}
+	}
 	if uerr := m.update(bg, c, func(s *State) {
 		s.Status, s.ExitCode, s.Finished = Exited, code, time.Now().UTC()
 	}); uerr != nil && !errors.Is(uerr, os.ErrNotExist) {
 		m.log().Warn("record exit", "container", c.ShortID(), "err", uerr)
 	}
-	c.Status, c.ExitCode = Exited, code
-	if c.Remove {
-		if rerr := m.remove(bg, c, rt); rerr != nil {
-			return code, errors.Join(err, rerr)
-		}
-		m.log().Debug("container removed", "container", c.ShortID(), "took", time.Since(t0))
+	if rerr != nil {
+		return code, errors.Join(err, rerr)
 	}
 	return code, err
 }

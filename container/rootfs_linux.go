@@ -15,12 +15,26 @@ import (
 // maxOverlayOptions is the kernel's limit on mount options: one page.
 const maxOverlayOptions = 4000
 
-// MountRootfs mounts the layer disks (lowest first; EROFS or ext4 filesystem images)
-// read-only through loop devices at dir/l/N and an overlay of them at rootfs, with
-// the writable layer in dir/upper and dir/work. Loop devices are set to clear
-// themselves when unmounted, so UnmountRootfs leaves none behind. On error whatever
-// was mounted is unmounted again.
-func MountRootfs(dir, rootfs string, disks []string) (err error) {
+// MountRootfs mounts an overlay of the layer disks (lowest first; EROFS or ext4
+// filesystem images) at rootfs, with the writable layer in dir/upper and dir/work.
+//
+// EROFS layers are detached mounts of the disk files themselves where the kernel can
+// (fsmount(2) of a file-backed EROFS, Linux 6.12, and overlay layers on detached mounts,
+// Linux 6.15): they have no mount point, appear in no mount table, and go with the
+// overlay when it is unmounted; the overlay's options name them /proc/self/fd/N. Other
+// layers, or all of them where the overlay refuses detached ones, are mounted read-only
+// at dir/l/N (see mountDisk). Loop devices are set to clear themselves when unmounted,
+// so UnmountRootfs leaves none behind. On error whatever was mounted is unmounted again.
+//
+// Each way spares the layers' mount points on purpose: on a filesystem without a
+// journal every new inode costs a scan past the recently deleted ones, and a host
+// that starts containers one after another has many of those.
+func MountRootfs(dir, rootfs string, disks []string) error {
+	return mountRootfs(dir, rootfs, disks, true)
+}
+
+// mountRootfs is MountRootfs; detach false goes straight to mount points.
+func mountRootfs(dir, rootfs string, disks []string, detach bool) (err error) {
 	if len(disks) == 0 {
 		return errors.New("mount rootfs: the image has no layers")
 	}
@@ -35,7 +49,29 @@ func MountRootfs(dir, rootfs string, disks []string) (err error) {
 			return fmt.Errorf("mount rootfs: %w", err)
 		}
 	}
-	lower := make([]string, len(disks))
+	lower := make([]string, len(disks)) // overlay wants the highest layer first
+	var detached []int
+	defer func() {
+		for _, fd := range detached {
+			unix.Close(fd) // the overlay holds what it uses
+		}
+	}()
+	for i, disk := range disks {
+		if !detach {
+			break
+		}
+		fd, ok := detachLayer(disk)
+		if !ok {
+			break
+		}
+		detached = append(detached, fd)
+		lower[len(disks)-1-i] = "/proc/self/fd/" + strconv.Itoa(fd)
+	}
+	if len(detached) == len(disks) {
+		if err = mountOverlay(rootfs, lower, upper, work); err == nil {
+			return nil
+		}
+	}
 	for i, disk := range disks {
 		mp := filepath.Join(dir, "l", strconv.Itoa(i))
 		if err := os.MkdirAll(mp, 0o755); err != nil {
@@ -44,15 +80,20 @@ func MountRootfs(dir, rootfs string, disks []string) (err error) {
 		if err := mountDisk(disk, mp); err != nil {
 			return err
 		}
-		lower[len(disks)-1-i] = mp // overlay wants the highest layer first
+		lower[len(disks)-1-i] = mp
 	}
+	return mountOverlay(rootfs, lower, upper, work)
+}
+
+// mountOverlay mounts the overlay of lower (highest first) at rootfs.
+func mountOverlay(rootfs string, lower []string, upper, work string) error {
 	opts := "lowerdir=" + strings.Join(lower, ":") + ",upperdir=" + upper + ",workdir=" + work
 	if len(opts) > maxOverlayOptions {
-		return fmt.Errorf("mount rootfs: %d layers are too many for one overlay mount", len(disks))
+		return fmt.Errorf("mount rootfs: %d layers are too many for one overlay mount", len(lower))
 	}
 	// volatile (Linux 5.10): no sync of the host filesystem at unmount; the writable
 	// layer is thrown away with the container anyway.
-	err = unix.Mount("overlay", rootfs, "overlay", 0, opts+",volatile")
+	err := unix.Mount("overlay", rootfs, "overlay", 0, opts+",volatile")
 	if errors.Is(err, unix.EINVAL) {
 		err = unix.Mount("overlay", rootfs, "overlay", 0, opts)
 	}
@@ -60,6 +101,33 @@ func MountRootfs(dir, rootfs string, disks []string) (err error) {
 		return fmt.Errorf("mount overlay at %s: %w", rootfs, err)
 	}
 	return nil
+}
+
+// detachLayer returns a detached read-only mount of an EROFS layer disk, mounted from
+// the file itself, or false when disk is not EROFS or the kernel cannot.
+func detachLayer(disk string) (int, bool) {
+	f, err := os.Open(disk)
+	if err != nil {
+		return -1, false
+	}
+	fstype, err := diskType(f)
+	f.Close()
+	if err != nil || fstype != "erofs" {
+		return -1, false
+	}
+	fs, err := unix.Fsopen("erofs", unix.FSOPEN_CLOEXEC)
+	if err != nil {
+		return -1, false
+	}
+	defer unix.Close(fs)
+	if unix.FsconfigSetString(fs, "source", disk) != nil || unix.FsconfigCreate(fs) != nil {
+		return -1, false
+	}
+	m, err := unix.Fsmount(fs, unix.FSMOUNT_CLOEXEC, unix.MOUNT_ATTR_RDONLY)
+	if err != nil {
+		return -1, false
+	}
+	return m, true
 }
 
 // UnmountRootfs undoes MountRootfs, also a partial one; it is idempotent.
@@ -119,8 +187,11 @@ func diskType(f *os.File) (string, error) {
 	return "", errors.New("not an EROFS or ext4 filesystem image")
 }
 
-// mountDisk attaches disk to a free loop device, read-only and autoclearing, and mounts
-// it read-only at mp (mount -o loop,ro).
+// mountDisk mounts disk read-only at mp. An EROFS disk is mounted from the file itself
+// where the kernel can (EROFS_FS_BACKED_BY_FILE, Linux 6.12): no loop device to set up
+// and tear down, which is most of a layer's mount and unmount time. Otherwise (ext4, or
+// an older kernel) disk is attached to a free loop device, read-only and autoclearing,
+// and that is mounted (mount -o loop,ro).
 func mountDisk(disk, mp string) error {
 	f, err := os.Open(disk)
 	if err != nil {
@@ -130,6 +201,16 @@ func mountDisk(disk, mp string) error {
 	fstype, err := diskType(f)
 	if err != nil {
 		return fmt.Errorf("layer disk %s: %w", disk, err)
+	}
+	if fstype == "erofs" {
+		err := unix.Mount(disk, mp, fstype, unix.MS_RDONLY, "")
+		if err == nil {
+			return nil
+		}
+		// ENOTBLK: a kernel that mounts EROFS from block devices only.
+		if !errors.Is(err, unix.ENOTBLK) && !errors.Is(err, unix.EINVAL) {
+			return fmt.Errorf("mount layer disk %s (%s): %w", disk, fstype, err)
+		}
 	}
 	loop, err := attachLoop(f)
 	if err != nil {

@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"regexp"
 	"sort"
 	"strconv"
 	"strings"
@@ -88,7 +87,6 @@ type Container struct {
 // Files in a container's directory.
 const (
 	stateFile = "state.json"
-	lockFile  = "lock"
 	// LogFile holds a detached container's output.
 	LogFile = "container.log"
 )
@@ -99,6 +97,7 @@ func (c *Container) Log() string { return filepath.Join(c.Dir, LogFile) }
 // Rootfs returns the path of the container's root filesystem.
 func (c *Container) Rootfs() string { return filepath.Join(c.Dir, bundle.RootfsDir) }
 
+// save replaces the stored state atomically.
 func (c *Container) save() error {
 	b, err := json.MarshalIndent(&c.State, "", "\t")
 	if err != nil {
@@ -107,13 +106,27 @@ func (c *Container) save() error {
 	return bundle.WriteFileAtomic(filepath.Join(c.Dir, stateFile), b, 0o600)
 }
 
-// lock takes the container's exclusive lock, waiting for ctx.
-func (c *Container) lock(ctx context.Context) (func(), error) {
-	return flock(ctx, filepath.Join(c.Dir, lockFile))
+// saveNew writes the first state into a directory nobody sees yet, in place: on a
+// filesystem without a journal each new inode costs a scan past the recently deleted
+// ones, and the temporary file of an atomic replace is one more.
+func (c *Container) saveNew() error {
+	b, err := json.MarshalIndent(&c.State, "", "\t")
+	if err != nil {
+		return fmt.Errorf("encode state of %s: %w", c.ShortID(), err)
+	}
+	return os.WriteFile(filepath.Join(c.Dir, stateFile), b, 0o600)
 }
 
-func flock(ctx context.Context, path string) (func(), error) {
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+// lock takes the container's exclusive lock, waiting for ctx: a lock on its
+// directory, so no lock file is made (and removed) per container.
+func (c *Container) lock(ctx context.Context) (func(), error) {
+	return flock(ctx, c.Dir, os.O_RDONLY)
+}
+
+// flock takes an exclusive lock on path opened with flag (O_CREATE makes it),
+// waiting for ctx.
+func flock(ctx context.Context, path string, flag int) (func(), error) {
+	f, err := os.OpenFile(path, flag, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("lock %s: %w", path, err)
 	}
@@ -144,14 +157,27 @@ func newID() (string, error) {
 	return hex.EncodeToString(b[:]), nil
 }
 
-var validName = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$`)
-
-// ValidateName checks a container name as Docker does.
+// ValidateName checks a container name as Docker does: [a-zA-Z0-9][a-zA-Z0-9_.-]*, at
+// most 128 characters. (Checked by hand: the regexp's {0,127} compiles into a large
+// program at every hull start.)
 func ValidateName(n string) error {
-	if !validName.MatchString(n) {
+	ok := len(n) > 0 && len(n) <= 128 && nameChar(n[0], false)
+	for i := 1; ok && i < len(n); i++ {
+		ok = nameChar(n[i], true)
+	}
+	if !ok {
 		return fmt.Errorf("invalid container name %q: use letters, digits, _ . - (starting with a letter or digit, at most 128)", n)
 	}
 	return nil
+}
+
+// nameChar reports whether b may be in a container name; punct allows _ . -.
+func nameChar(b byte, punct bool) bool {
+	switch {
+	case 'a' <= b && b <= 'z', 'A' <= b && b <= 'Z', '0' <= b && b <= '9':
+		return true
+	}
+	return punct && (b == '_' || b == '.' || b == '-')
 }
 
 // randomName returns an adjective_noun name.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -99,6 +100,8 @@ func TestNames(t *testing.T) {
 	}{
 		{name: "web", ok: true}, {name: "a.b-c_d9", ok: true}, {name: "", ok: false},
 		{name: "-x", ok: false}, {name: "a/b", ok: false}, {name: "a b", ok: false},
+		{name: "9", ok: true}, {name: "_x", ok: false}, {name: "x\u00e9", ok: false}, {name: "x\n", ok: false},
+		{name: "a" + strings.Repeat("b", 127), ok: true}, {name: "a" + strings.Repeat("b", 128), ok: false},
 	}
 	for _, tt := range tests {
 		if err := ValidateName(tt.name); (err == nil) != tt.ok {
@@ -118,6 +121,7 @@ func TestCgroupsPath(t *testing.T) {
 	}{
 		{parent: "", want: "/hull/x", ok: true}, {parent: "ci/jobs", want: "/ci/jobs/x", ok: true},
 		{parent: "/top/", want: "/top/x", ok: true}, {parent: "../escape"}, {parent: "a/../b"}, {parent: "a b"}, {parent: "a//b"},
+		{parent: "a/./b"}, {parent: "."}, {parent: "a/.."}, {parent: "a.b/c_d-9", want: "/a.b/c_d-9/x", ok: true}, {parent: "..a/b..", want: "/..a/b../x", ok: true},
 	}
 	for _, tt := range tests {
 		got, err := cgroupsPath(tt.parent, "x")

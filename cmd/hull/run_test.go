@@ -339,7 +339,10 @@ func TestParseSignal(t *testing.T) {
 
 // BenchmarkRun compares `hull run --rm --isolation container busybox true` (the whole
 // command line: image lookup, overlay, bundle, runtime, removal) with `runc run` of the
-// same bundle, alternating them in the same run; ratio is hull's median over runc's.
+// same bundle (the config.json hull wrote, seccomp profile and all, over the same root
+// filesystem), and with `docker run --rm --network none` of the same busybox tree when a
+// Docker engine answers, alternating them in the same run. ratio is hull's median over
+// runc's, docker-ratio hull's over Docker's.
 func BenchmarkRun(b *testing.B) {
 	c := newCLI(b)
 	code, out, errs := c.hull(b, "", "create", "--cgroup-parent", c.cgroup, "--isolation", "container", "busybox", "true")
@@ -349,27 +352,77 @@ func BenchmarkRun(b *testing.B) {
 	id := strings.TrimSpace(out)
 	runcBin := testenv.RequireBinary(b, "runc")
 	state := filepath.Join(c.dir, "peer-runc")
-	var hullT, runcT []time.Duration
+	docker := dockerImage(b, filepath.Join(c.dir, "busybox.tar"))
+	var hullT, runcT, dockerT []time.Duration
 	b.ResetTimer()
 	for i := range b.N {
 		t0 := time.Now()
 		if code, _, errs := c.hull(b, "", "run", "--cgroup-parent", c.cgroup, "--rm", "--isolation", "container", "busybox", "true"); code != 0 {
 			b.Fatalf("hull run: %d %s", code, errs)
 		}
-		t1 := time.Now()
+		hullT = append(hullT, time.Since(t0))
+		t0 = time.Now()
 		peer := exec.Command(runcBin, "--root", state, "run", "--bundle", filepath.Join(c.root, "containers", id), "peer"+strconv.Itoa(i))
 		if out, err := peer.CombinedOutput(); err != nil {
 			b.Fatalf("runc run: %v: %s", err, out)
 		}
-		hullT = append(hullT, t1.Sub(t0))
-		runcT = append(runcT, time.Since(t1))
+		runcT = append(runcT, time.Since(t0))
+		if docker == nil {
+			continue
+		}
+		t0 = time.Now()
+		if out, err := docker.run().CombinedOutput(); err != nil {
+			b.Fatalf("docker run: %v: %s", err, out)
+		}
+		dockerT = append(dockerT, time.Since(t0))
 	}
 	b.StopTimer()
 	h, r := median(hullT), median(runcT)
 	b.ReportMetric(float64(h.Microseconds())/1000, "hull-ms")
 	b.ReportMetric(float64(r.Microseconds())/1000, "runc-ms")
 	b.ReportMetric(h.Seconds()/r.Seconds(), "ratio")
+	if len(dockerT) > 0 {
+		d := median(dockerT)
+		b.ReportMetric(float64(d.Microseconds())/1000, "docker-ms")
+		b.ReportMetric(h.Seconds()/d.Seconds(), "docker-ratio")
+	}
+	if l, err := os.ReadFile("/proc/loadavg"); err == nil {
+		b.Logf("load average: %s", strings.Join(strings.Fields(string(l))[:3], " "))
+	}
 	b.ReportMetric(0, "ns/op")
+}
+
+// dockerPeer runs the benchmark's busybox image under Docker.
+type dockerPeer struct{ bin, image string }
+
+func (d *dockerPeer) run() *exec.Cmd {
+	return exec.Command(d.bin, "run", "--rm", "--network", "none", d.image, "true")
+}
+
+// dockerImage imports the busybox tarball into the Docker engine as an image of its
+// own, removed when the benchmark ends, or returns nil (and says why) when no engine
+// answers: Docker is an optional peer (scripts/docker-up starts one).
+func dockerImage(b *testing.B, tarball string) *dockerPeer {
+	b.Helper()
+	bin := "/usr/bin/docker"
+	if _, err := os.Stat(bin); err != nil {
+		if bin, err = exec.LookPath("docker"); err != nil {
+			b.Log("no docker client: no Docker peer")
+			return nil
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if out, err := exec.CommandContext(ctx, bin, "version", "--format", "{{.Server.Version}}").CombinedOutput(); err != nil {
+		b.Logf("no Docker engine answers (%v: %s): no Docker peer; scripts/docker-up starts one", err, bytes.TrimSpace(out))
+		return nil
+	}
+	image := "hull-benchrun:" + strconv.Itoa(os.Getpid())
+	if out, err := exec.Command(bin, "import", tarball, image).CombinedOutput(); err != nil {
+		b.Fatalf("docker import: %v: %s", err, out)
+	}
+	b.Cleanup(func() { exec.Command(bin, "rmi", "--force", image).Run() })
+	return &dockerPeer{bin: bin, image: image}
 }
 
 func median(d []time.Duration) time.Duration {

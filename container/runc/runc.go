@@ -1,5 +1,6 @@
 // Package runc is the container-mode Runtime: the layer disks are mounted read-only
-// through loop devices under an overlay with a writable layer, and the bundle is run by
+// (detached mounts of the disk files where the kernel can, loop devices otherwise:
+// container.MountRootfs) under an overlay with a writable layer, and the bundle is run by
 // an OCI runtime binary (runc, or crun) through its command line (run, kill, exec,
 // delete), with the binary's state kept under hull's state directory. Without a
 // terminal the binary's run stays in the foreground as the container process's parent
@@ -268,8 +269,9 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 		p.runErr = x.Wait()
 		close(p.exited)
 	}()
-	// The pid file appears once the process is created, before it runs the command.
-	for tick := time.Millisecond; ; tick = min(2*tick, 20*time.Millisecond) {
+	// The pid file appears once the process is created, before it runs the command
+	// (runc takes tens of milliseconds to get there: no point in looking sooner).
+	for tick := 4 * time.Millisecond; ; tick = min(2*tick, 20*time.Millisecond) {
 		if pid, ok := readPid(pidFile); ok {
 			p.pid = pid
 			return p, nil
