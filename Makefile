@@ -2,6 +2,9 @@
 SHELL := /bin/bash
 export HULL_CACHE ?= /var/cache/hull
 export PATH := $(PATH):/usr/local/go/bin:/usr/sbin:/sbin
+# Static binaries: hull runs inside the nested lab's L1, which has no C library, and a
+# static hull starts faster (no dynamic loader). Nothing in hull needs cgo.
+export CGO_ENABLED := 0
 GO ?= go
 BIN := bin
 
@@ -13,7 +16,7 @@ setup:
 	scripts/setup
 
 build:
-	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/hull ./cmd/hull
+	$(GO) build -trimpath -o $(BIN)/hull ./cmd/hull
 
 kernel:
 	scripts/kernel
