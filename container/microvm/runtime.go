@@ -282,25 +282,38 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 // time, so another hull process sees the container alive exactly while the VM runs,
 // as it sees a container-mode process, while the VM itself runs in this process.
 func sentinel(release <-chan struct{}) (int, <-chan struct{}) {
-	tid := make(chan int)
-	gone := make(chan struct{})
+	type result struct {
+		tid  int
+		gone <-chan struct{}
+	}
+	res := make(chan result)
 	go func() {
 		runtime.LockOSThread()
-		// Returning while locked ends the thread (the Go runtime does not reuse it).
 		id := unix.Gettid()
-		tid <- id
+		if id == unix.Getpid() {
+			// The main thread never ends (the runtime parks it instead): start the
+			// sentinel on another thread, which cannot be this one while it is locked.
+			tid, gone := sentinel(release)
+			runtime.UnlockOSThread()
+			res <- result{tid, gone}
+			return
+		}
+		gone := make(chan struct{})
+		res <- result{id, gone}
 		<-release
 		go func() {
 			defer close(gone)
-			for range 500 {
+			for range 2500 {
 				if _, err := os.Stat(fmt.Sprintf("/proc/self/task/%d", id)); err != nil {
 					return
 				}
 				time.Sleep(2 * time.Millisecond)
 			}
 		}()
+		// Returning while locked ends the thread (the Go runtime does not reuse it).
 	}()
-	return <-tid, gone
+	r := <-res
+	return r.tid, r.gone
 }
 
 // process is a container's process in a VM, supervised by this hull process.

@@ -112,6 +112,9 @@ func Boot(ctx context.Context, cfg Config) (*VM, error) {
 	return v, nil
 }
 
+// endGrace is how long a session still reads after the VM stopped.
+const endGrace = 2 * time.Second
+
 // ErrVMEnded is a VM that stopped before its agent answered or reported an exit.
 var ErrVMEnded = errors.New("the VM stopped before the guest agent reported an exit status")
 
@@ -123,7 +126,15 @@ func (v *VM) Run(ctx context.Context, r guest.Run, s guest.Stdio) (guest.Exit, e
 	go func() {
 		select {
 		case <-v.done:
-			cancel()
+			// The agent resets the VM right after its exit frame, which may still be
+			// on its way through the vsock device: read on for a moment.
+			t := time.NewTimer(endGrace)
+			defer t.Stop()
+			select {
+			case <-t.C:
+				cancel()
+			case <-ctx.Done():
+			}
 		case <-ctx.Done():
 		}
 	}()

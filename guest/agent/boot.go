@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"strings"
+	"time"
 
 	"golang.org/x/sys/unix"
 
@@ -107,6 +108,9 @@ func serveVsock(log *slog.Logger, port uint32) error {
 			return err
 		}
 		ex, err := a.Serve(context.Background(), conn)
+		if err == nil {
+			awaitClose(conn, closeWait)
+		}
 		conn.Close()
 		if errors.Is(err, ErrNoRun) {
 			log.Warn("host connection without a run request", "err", err)
@@ -114,6 +118,22 @@ func serveVsock(log *slog.Logger, port uint32) error {
 		}
 		log.Info("process exited", "status", ex.Status, "reason", ex.Reason)
 		return err
+	}
+}
+
+// closeWait bounds how long the agent waits for the host to hang up after the exit.
+const closeWait = 2 * time.Second
+
+// awaitClose waits until the host closes conn (it does once it has the exit frame), or
+// d passes. A write to a vsock socket only queues the data in the guest kernel, which
+// hands it to the device later: ending the VM at once could lose the exit frame.
+func awaitClose(conn *os.File, d time.Duration) {
+	conn.SetReadDeadline(time.Now().Add(d))
+	buf := make([]byte, 4096)
+	for {
+		if _, err := conn.Read(buf); err != nil {
+			return
+		}
 	}
 }
 
