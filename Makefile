@@ -8,7 +8,7 @@ export CGO_ENABLED := 0
 GO ?= go
 BIN := bin
 
-.PHONY: all setup build demo check test kernel initramfs testguest lab-smoke bench bench-vmm fuzz vet clean
+.PHONY: all setup build demo check test kernel initramfs testguest lab-smoke lab-vm bench bench-vmm fuzz vet clean
 
 all: build
 
@@ -35,6 +35,9 @@ check: setup build vet
 
 vet:
 	$(GO) vet ./...
+
+lab-vm: setup build
+	CI=$${CI:-true} $(GO) test -count=1 -v -timeout 30m -run 'TestLabVM' ./container/microvm/
 
 lab-smoke: setup build
 	CI=$${CI:-true} $(GO) test -count=1 -v -run 'TestLabSmoke' ./lab/

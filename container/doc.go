@@ -1,7 +1,7 @@
 // Package container is the container lifecycle shared by both isolation modes: state on
 // disk, create, start, wait, kill, remove, logs. The modes plug in behind a small
 // Runtime interface: an OCI runtime binary (runc, crun; package container/runc) for
-// shared-kernel containers, and later a microVM for VM isolation.
+// shared-kernel containers, and a microVM for VM isolation (package container/microvm).
 //
 // Every container lives in ROOT/containers/ID:
 //
