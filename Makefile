@@ -17,6 +17,7 @@ setup:
 
 build:
 	$(GO) build -trimpath -o $(BIN)/hull ./cmd/hull
+	$(GO) build -trimpath -o $(BIN)/hull-vmm ./cmd/hull-vmm
 
 kernel:
 	scripts/kernel

@@ -2,7 +2,6 @@ package vmm
 
 import (
 	"context"
-	"crypto/rand"
 	"errors"
 	"fmt"
 	"io"
@@ -153,7 +152,7 @@ func (m *Machine) addDevices() error {
 		}
 	}
 	if m.cfg.RNG {
-		if err := m.attach(rng.New(rand.Reader)); err != nil {
+		if err := m.attach(rng.New(entropy{})); err != nil {
 			return fmt.Errorf("attach virtio-rng: %w", err)
 		}
 	}

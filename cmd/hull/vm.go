@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/spf13/cobra"
@@ -138,94 +136,23 @@ func runVM(ctx context.Context, g *globals, io stdio, o vmRunOpts, initrdSet boo
 	return nil
 }
 
-// parseDisk parses PATH[,ro][,id=NAME].
-func parseDisk(s string) (vmm.Disk, error) {
-	parts := strings.Split(s, ",")
-	d := vmm.Disk{Path: parts[0]}
-	if d.Path == "" {
-		return d, fmt.Errorf("--disk %q: no path: want PATH[,ro][,id=NAME]", s)
-	}
-	for _, p := range parts[1:] {
-		switch {
-		case p == "ro" || p == "readonly":
-			d.ReadOnly = true
-		case p == "rw":
-			d.ReadOnly = false
-		case strings.HasPrefix(p, "id="):
-			d.ID = strings.TrimPrefix(p, "id=")
-		default:
-			return d, fmt.Errorf("--disk %q: unknown option %q: want PATH[,ro][,id=NAME]", s, p)
-		}
-	}
-	return d, nil
-}
+// parseDisk parses PATH[,ro][,id=NAME] (vmm.ParseDisk, shared with hull-vmm).
+func parseDisk(s string) (vmm.Disk, error) { return vmm.ParseDisk(s) }
 
-// parseMiB parses a memory size: a number with a unit (b, k, m, g, with optional "i"
-// and "b": 512M, 1GiB, 268435456b) or a bare number of MiB. It must be whole MiB.
-func parseMiB(s string) (int, error) {
-	bad := func() (int, error) {
-		return 0, fmt.Errorf("--memory %q: want a size such as 256M or 1G, or a number of MiB", s)
-	}
-	t := strings.ToLower(strings.TrimSpace(s))
-	t = strings.TrimSuffix(strings.TrimSuffix(t, "b"), "i")
-	mult := uint64(1 << 20) // a bare number is MiB
-	if t != "" {
-		switch t[len(t)-1] {
-		case 'k':
-			mult, t = 1<<10, t[:len(t)-1]
-		case 'm':
-			mult, t = 1<<20, t[:len(t)-1]
-		case 'g':
-			mult, t = 1<<30, t[:len(t)-1]
-		default:
-			if strings.HasSuffix(strings.ToLower(s), "b") {
-				mult = 1 // plain bytes: "268435456b"
-			}
-		}
-	}
-	n, err := strconv.ParseUint(t, 10, 64)
-	if err != nil || n == 0 || n > (1<<46)/mult {
-		return bad()
-	}
-	bytes := n * mult
-	if bytes%(1<<20) != 0 {
-		return 0, fmt.Errorf("--memory %q: not a whole number of MiB", s)
-	}
-	return int(bytes >> 20), nil
-}
+// parseMiB parses a memory size into MiB (vmm.ParseMemory, shared with hull-vmm).
+func parseMiB(s string) (int, error) { return vmm.ParseMemory(s) }
 
-// escapeReader passes console input through, except the escape Ctrl-A: Ctrl-A x calls
-// stop and ends the input; Ctrl-A Ctrl-A sends one Ctrl-A; Ctrl-A and anything else
-// sends that key.
+// escapeReader is vmm.EscapeReader, the console's Ctrl-A x escape, built from r and
+// stop on first use.
 type escapeReader struct {
-	r       io.Reader
-	stop    func()
-	pending bool // the last byte was Ctrl-A
-	stopped bool
+	r    io.Reader
+	stop func()
+	e    *vmm.EscapeReader
 }
-
-const ctrlA = 0x01
 
 func (e *escapeReader) Read(p []byte) (int, error) {
-	if e.stopped {
-		return 0, io.EOF
+	if e.e == nil {
+		e.e = &vmm.EscapeReader{R: e.r, Stop: e.stop}
 	}
-	n, err := e.r.Read(p)
-	out := p[:0] // filtered in place: never longer than what was read
-	for _, c := range p[:n] {
-		switch {
-		case e.pending && c == 'x':
-			e.stopped = true
-			e.stop()
-			return len(out), io.EOF
-		case e.pending:
-			e.pending = false
-			out = append(out, c)
-		case c == ctrlA:
-			e.pending = true
-		default:
-			out = append(out, c)
-		}
-	}
-	return len(out), err
+	return e.e.Read(p)
 }

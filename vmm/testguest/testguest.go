@@ -16,7 +16,7 @@
 // The sources are embedded, so Build works from any binary (tests, hull bench);
 // scripts/testguest runs the same build.sh from the tree. A triple fault is the guest's
 // last resort: note that under PVM it hangs QEMU -enable-kvm instead of stopping it.
-// This package must not import vmm: tests of vmm import it (vmmrun, a command below it,
+// This package must not import vmm: tests of vmm import it (cmd/hull-vmm
 // is the exception by design).
 package testguest
 
