@@ -1,6 +1,7 @@
 package virtio
 
 import (
+	"context"
 	"encoding/binary"
 	"fmt"
 
@@ -62,6 +63,25 @@ func (q *Queue) Size() uint16 { return q.size }
 // Kicks delivers the driver's notifications (coalesced): wait on it when Pop finds
 // nothing.
 func (q *Queue) Kicks() <-chan struct{} { return q.kick }
+
+// Serve is the loop of a device with one request queue: drain serves every available
+// request, then Serve waits for the driver's next kick, until ctx ends (nil) or drain
+// fails (its error). It refuses a queue the driver did not set up.
+func (q *Queue) Serve(ctx context.Context, drain func(*Queue) error) error {
+	if !q.Ready() {
+		return fmt.Errorf("request queue: %w", ErrNotReady)
+	}
+	for {
+		if err := drain(q); err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-q.Kicks():
+		}
+	}
+}
 
 // Notify records a driver notification; it never blocks.
 func (q *Queue) Notify() {

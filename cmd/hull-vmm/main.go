@@ -22,6 +22,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"golang.org/x/term"
 	"io"
 	"log/slog"
 	"os"
@@ -30,7 +31,6 @@ import (
 	"strings"
 	"syscall"
 
-	"golang.org/x/sys/unix"
 
 	"github.com/hullvm/hull/kvm"
 	"github.com/hullvm/hull/vmm"
@@ -167,24 +167,14 @@ func boot(ctx context.Context, cfg vmm.Config, log *slog.Logger, stdin *os.File,
 	return exit.Code, nil
 }
 
-// rawTerminal puts the terminal fd in raw mode (no echo, no line editing, no signals
-// from keys: Ctrl-C goes to the guest) and returns how to restore it.
+// rawTerminal puts the terminal fd in raw mode (cfmakeraw(3): no echo, no line editing,
+// keys such as Ctrl-C go through as bytes) and returns how to restore it.
 func rawTerminal(fd int) (func(), error) {
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	old, err := term.MakeRaw(fd)
 	if err != nil {
-		return nil, fmt.Errorf("terminal: %w", err)
-	}
-	t := *old
-	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	t.Oflag &^= unix.OPOST
-	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	t.Cflag &^= unix.CSIZE | unix.PARENB
-	t.Cflag |= unix.CS8
-	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &t); err != nil {
 		return nil, fmt.Errorf("terminal raw mode: %w", err)
 	}
-	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
+	return func() { term.Restore(fd, old) }, nil
 }
 
 // peakRSS is this process's peak resident set in KiB since its last exec (VmHWM),

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"golang.org/x/term"
 	"log/slog"
 	"os"
 	"os/signal"
@@ -415,22 +416,12 @@ func winsize(fd int) container.Winsize {
 	return container.Winsize{Rows: ws.Row, Cols: ws.Col}
 }
 
-// rawTerminal puts the terminal fd in raw mode (cfmakeraw(3)) and returns how to
-// restore it: keys such as Ctrl-C then reach the container's terminal.
+// rawTerminal puts the terminal fd in raw mode (cfmakeraw(3): no echo, no line editing,
+// keys such as Ctrl-C go through as bytes) and returns how to restore it.
 func rawTerminal(fd int) (func(), error) {
-	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
+	old, err := term.MakeRaw(fd)
 	if err != nil {
-		return nil, fmt.Errorf("terminal: %w", err)
-	}
-	t := *old
-	t.Iflag &^= unix.IGNBRK | unix.BRKINT | unix.PARMRK | unix.ISTRIP | unix.INLCR | unix.IGNCR | unix.ICRNL | unix.IXON
-	t.Oflag &^= unix.OPOST
-	t.Lflag &^= unix.ECHO | unix.ECHONL | unix.ICANON | unix.ISIG | unix.IEXTEN
-	t.Cflag &^= unix.CSIZE | unix.PARENB
-	t.Cflag |= unix.CS8
-	t.Cc[unix.VMIN], t.Cc[unix.VTIME] = 1, 0
-	if err := unix.IoctlSetTermios(fd, unix.TCSETS, &t); err != nil {
 		return nil, fmt.Errorf("terminal raw mode: %w", err)
 	}
-	return func() { unix.IoctlSetTermios(fd, unix.TCSETS, old) }, nil
+	return func() { term.Restore(fd, old) }, nil
 }

@@ -41,20 +41,7 @@ func (d *Device) WriteConfig(off uint64, data []byte) {}
 
 // Run implements virtio.Device.
 func (d *Device) Run(ctx context.Context, features uint64, qs []*virtio.Queue) error {
-	q := qs[0]
-	if !q.Ready() {
-		return fmt.Errorf("request queue: %w", virtio.ErrNotReady)
-	}
-	for {
-		if err := d.drain(q); err != nil {
-			return err
-		}
-		select {
-		case <-ctx.Done():
-			return nil
-		case <-q.Kicks():
-		}
-	}
+	return qs[0].Serve(ctx, d.drain)
 }
 
 func (d *Device) drain(q *virtio.Queue) error {
