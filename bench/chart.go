@@ -13,10 +13,11 @@ import (
 )
 
 // WriteChart draws one bar group per metric: each subject's median as a ratio to the
-// baseline's median (1.0 = as fast or as small as the baseline), and saves it as
-// base.png and base.svg in dir. Metrics without a baseline are left out of the chart.
+// median of the baseline of its place (1.0 = as fast or as small as the baseline), and
+// saves it as base.png and base.svg in dir. Subjects measured in the nested lab are
+// named "NAME (lab)". Metrics without a baseline are left out of the chart.
 func (r *Report) WriteChart(dir, base string) ([]string, error) {
-	sums := Summarize(r.Samples, r.Baseline)
+	sums := Summarize(r.Samples, r.Baselines())
 	var metrics []string
 	seen := map[string]bool{}
 	var subjects []string
@@ -35,17 +36,20 @@ func (r *Report) WriteChart(dir, base string) ([]string, error) {
 			}
 			names = append(names, name)
 		}
-		if !seenSubj[s.Subject] {
-			seenSubj[s.Subject] = true
-			subjects = append(subjects, s.Subject)
+		if n := chartName(s); !seenSubj[n] {
+			seenSubj[n] = true
+			subjects = append(subjects, n)
 		}
 	}
 	if len(metrics) == 0 {
-		return nil, fmt.Errorf("chart: no metric has a %s baseline to compare with", r.Baseline)
+		return nil, fmt.Errorf("chart: no metric has a %s baseline to compare with", r.baselineTitle())
 	}
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("hull bench: medians relative to %s (%d runs; ↓ lower is better, ↑ higher is better)", r.Baseline, r.Runs)
-	p.Y.Label.Text = "ratio to " + r.Baseline
+	p.Title.Text = fmt.Sprintf("hull bench: medians relative to %s (%d runs; ↓ lower is better, ↑ higher is better)", r.baselineTitle(), r.Runs)
+	p.Y.Label.Text = "ratio to the baseline of the same place"
+	if r.LabBaseline == "" {
+		p.Y.Label.Text = "ratio to " + r.Baseline
+	}
 	p.Legend.Top = true
 	p.Legend.Left = true
 	p.X.Padding = vg.Points(30)
@@ -57,7 +61,7 @@ func (r *Report) WriteChart(dir, base string) ([]string, error) {
 		for j, m := range metrics {
 			vals[j] = 0
 			for _, s := range sums {
-				if s.Subject == subj && s.Metric == m && !math.IsNaN(s.Ratio) {
+				if chartName(s) == subj && s.Metric == m && !math.IsNaN(s.Ratio) {
 					vals[j] = s.Ratio
 					hi = math.Max(hi, s.Ratio)
 				}
@@ -103,4 +107,12 @@ func (r *Report) WriteChart(dir, base string) ([]string, error) {
 		out = append(out, path)
 	}
 	return out, nil
+}
+
+// chartName is a summary's subject, marked when it was measured in the lab.
+func chartName(s Summary) string {
+	if s.Where == "lab" {
+		return s.Subject + " (lab)"
+	}
+	return s.Subject
 }

@@ -14,7 +14,10 @@ type Report struct {
 	Host     string    `json:"host"`
 	Started  time.Time `json:"started"`
 	Runs     int       `json:"runs"`
-	Baseline string    `json:"baseline"`
+	Baseline string    `json:"baseline"` // the host's baseline subject
+	// LabBaseline is the baseline of the rows measured in the nested lab (Where "lab"):
+	// lab figures are only ever compared with figures from the same lab run.
+	LabBaseline string `json:"lab_baseline,omitempty"`
 	// Missing lists peers or modes that could not be measured, with the reason.
 	Missing []Missing `json:"missing,omitempty"`
 	Notes   []string  `json:"notes,omitempty"`
@@ -27,11 +30,36 @@ type Missing struct {
 	Reason  string `json:"reason"`
 }
 
-// WriteTable prints the summaries: median, min, max and the ratio to the baseline.
+// Baselines maps each place to its baseline subject, for Summarize.
+func (r *Report) Baselines() map[string]string {
+	b := map[string]string{"host": r.Baseline}
+	if r.LabBaseline != "" {
+		b["lab"] = r.LabBaseline
+	}
+	return b
+}
+
+// baselineTitle names the baselines: "runc", or "runc on the host, hull-vm in the lab".
+func (r *Report) baselineTitle() string {
+	switch {
+	case r.LabBaseline == "":
+		return r.Baseline
+	case r.Baseline == "":
+		return r.LabBaseline + " in the lab"
+	}
+	return r.Baseline + " on the host, " + r.LabBaseline + " in the lab"
+}
+
+// WriteTable prints the summaries: median, min, max and the ratio to the baseline of
+// the same place.
 func (r *Report) WriteTable(w io.Writer) error {
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintf(tw, "metric\tsubject\twhere\tn\tmedian\tmin\tmax\tunit\tbetter\tvs %s\t\n", r.Baseline)
-	for _, s := range Summarize(r.Samples, r.Baseline) {
+	col := "vs " + r.Baseline
+	if r.LabBaseline != "" {
+		col = "vs baseline (same place)"
+	}
+	fmt.Fprintf(tw, "metric\tsubject\twhere\tn\tmedian\tmin\tmax\tunit\tbetter\t%s\t\n", col)
+	for _, s := range Summarize(r.Samples, r.Baselines()) {
 		ratio := "-"
 		if !math.IsNaN(s.Ratio) {
 			ratio = fmt.Sprintf("%.2fx", s.Ratio)
@@ -51,6 +79,9 @@ func (r *Report) WriteTable(w io.Writer) error {
 	}
 	for _, m := range r.Missing {
 		fmt.Fprintf(w, "missing: %s: %s\n", m.Subject, m.Reason)
+	}
+	if r.LabBaseline != "" {
+		fmt.Fprintf(w, "note: ratios are to %s, each row against the baseline of its own place\n", r.baselineTitle())
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)

@@ -72,3 +72,57 @@ func TestChartNeedsABaseline(t *testing.T) {
 		t.Fatal("chart without a baseline succeeded")
 	}
 }
+
+func labReport() *Report {
+	r := sampleReport()
+	r.MergeLab(&Report{Runs: 2, Baseline: "hull-vm", LabBaseline: "hull-vm",
+		Missing: []Missing{{Subject: "hull-container", Reason: "host only"}},
+		Samples: []Sample{
+			{Subject: "hull-vm", Metric: "start-to-exit", Unit: "ms", Value: 5000, Where: "lab"},
+			{Subject: "hull-vm", Metric: "start-to-exit", Unit: "ms", Value: 7000, Where: "lab"},
+			{Subject: "hull-vmm-boot", Metric: "boot-to-exit", Unit: "ms", Value: 20000, Where: "lab"},
+			{Subject: "qemu", Metric: "boot-to-exit", Unit: "ms", Value: 30000, Where: "lab"},
+		}})
+	return r
+}
+
+func TestTableComparesEachPlaceWithItsOwnBaseline(t *testing.T) {
+	var b bytes.Buffer
+	if err := labReport().WriteTable(&b); err != nil {
+		t.Fatal(err)
+	}
+	out := b.String()
+	for _, want := range []string{"vs baseline (same place)", "runc on the host, hull-vm in the lab", "nested KVM lab"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("table lacks %q:\n%s", want, out)
+		}
+	}
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) < 10 || f[2] != "lab" {
+			continue
+		}
+		// hull-vm's lab start is 6000 against itself; lab times against the host's runc
+		// (50 ms) would say 120x.
+		if f[1] == "hull-vm" && f[9] != "1.00x" {
+			t.Errorf("lab hull-vm ratio %s, want 1.00x: %s", f[9], l)
+		}
+		if f[0] == "boot-to-exit" && f[9] != "-" {
+			t.Errorf("boot-to-exit has no hull-vm figure, ratio should be -: %s", l)
+		}
+	}
+	if strings.Contains(out, "hull-container: in the lab") {
+		t.Errorf("the lab's missing hull-container was merged although the host measures it:\n%s", out)
+	}
+}
+
+func TestChartNamesLabSubjects(t *testing.T) {
+	dir := t.TempDir()
+	if _, err := labReport().WriteChart(dir, "c"); err != nil {
+		t.Fatal(err)
+	}
+	svg, err := os.ReadFile(filepath.Join(dir, "c.svg"))
+	if err != nil || !bytes.Contains(svg, []byte("hull-vm (lab)")) {
+		t.Fatalf("chart.svg lacks the lab subject: %v", err)
+	}
+}

@@ -29,7 +29,17 @@ type Config struct {
 	Log     io.Writer
 	// VMReason, when set, is why VM mode cannot be measured on this host.
 	VMReason string
+	// Where stamps every sample: "host" (the default) or "lab" for a run inside the
+	// nested lab, whose figures are compared only with one another.
+	Where string
+	// Rootfs, if set, is the bench image's tarball made beforehand by Rootfs (the lab has
+	// no Go toolchain to build the workload).
+	Rootfs string
+	// Boot, if set, measures boot-to-exit of hull's VMM against QEMU's microvm.
+	Boot *Boot
 }
+
+func (c Config) where() string { return Place(c.Where) }
 
 // Validate checks the configuration before anything runs.
 func (c Config) Validate() error {
@@ -60,24 +70,35 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	host, _ := os.Hostname()
-	r := &Report{Host: host + " (" + kernelRelease() + ")", Started: time.Now().UTC(), Runs: c.Runs}
+	r := NewReport(c.Runs)
 	logf := func(f string, a ...any) { fmt.Fprintf(c.Log, "bench: "+f+"\n", a...) }
 
-	tarball, err := Rootfs(ctx, c.Work, c.Busybox)
-	if err != nil {
-		return nil, err
+	tarball := c.Rootfs
+	if tarball == "" {
+		t, err := Rootfs(ctx, c.Work, c.Busybox)
+		if err != nil {
+			return nil, err
+		}
+		tarball = t
 	}
 	subjects, missing := c.subjects(ctx, tarball)
-	r.Missing = missing
-	if len(subjects) == 0 {
+	boots, bootMissing := c.boots()
+	r.Missing = append(missing, bootMissing...)
+	if len(subjects) == 0 && len(boots) == 0 {
 		return r, errors.New("bench: nothing to measure: every mode and peer is missing")
 	}
-	r.Baseline = subjects[0].Name
+	if len(subjects) > 0 {
+		r.Baseline = subjects[0].Name
+	} else {
+		r.Baseline = boots[0].Name
+	}
 	for _, s := range subjects {
 		if s.Name == "runc" {
 			r.Baseline = "runc"
 		}
+	}
+	if c.where() == "lab" {
+		r.LabBaseline = r.Baseline
 	}
 	vol := filepath.Join(c.Work, "vol")
 	if err := os.MkdirAll(vol, 0o777); err != nil {
@@ -95,6 +116,15 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 			}
 			r.Samples = append(r.Samples, ss...)
 		}
+		for i := range boots {
+			b := boots[(i+run)%len(boots)]
+			logf("round %d/%d: %s boot-to-exit", run+1, c.Runs, b.Name)
+			s, err := b.measure(ctx, run, c.where())
+			if err != nil {
+				return r, fmt.Errorf("%s, round %d: %w", b.Name, run+1, err)
+			}
+			r.Samples = append(r.Samples, s)
+		}
 	}
 	if c.Density > 0 {
 		for _, s := range subjects {
@@ -109,6 +139,12 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 	return r, nil
 }
 
+// NewReport is an empty report of runs rounds on this host, started now.
+func NewReport(runs int) *Report {
+	host, _ := os.Hostname()
+	return &Report{Host: host + " (" + kernelRelease() + ")", Started: time.Now().UTC(), Runs: runs}
+}
+
 // subjects sets up each requested mode and peer, and says why the others are missing.
 func (c Config) subjects(ctx context.Context, tarball string) ([]Subject, []Missing) {
 	var out []Subject
@@ -119,11 +155,15 @@ func (c Config) subjects(ctx context.Context, tarball string) ([]Subject, []Miss
 			missing = append(missing, Missing{"hull-vm", c.VMReason})
 			continue
 		}
+		if m == "container" && c.where() == "lab" {
+			missing = append(missing, Missing{"hull-container", "not measured in the nested lab: container mode runs on the host"})
+			continue
+		}
 		if b, err := exec.CommandContext(ctx, c.Hull, "--root", c.Root, "import", tarball, image).CombinedOutput(); err != nil {
 			missing = append(missing, Missing{"hull-" + m, fmt.Sprintf("hull import: %v: %s", err, bytes.TrimSpace(b))})
 			continue
 		}
-		out = append(out, hullSubject(c.Hull, c.Root, image, m))
+		out = append(out, hullSubject(c.Hull, c.Root, image, m, c.where()))
 	}
 	for _, p := range c.Peers {
 		switch p {
@@ -155,8 +195,8 @@ func (c Config) subjects(ctx context.Context, tarball string) ([]Subject, []Miss
 				continue
 			}
 			out = append(out, dockerSubject(docker, image))
-		case "qemu", "gokvm":
-			missing = append(missing, Missing{p, "boot-time peers are measured by the VMM benchmarks (go test -bench ./bench/), not by hull bench yet"})
+		case "gokvm":
+			missing = append(missing, Missing{p, GokvmReason})
 		}
 	}
 	return out, missing

@@ -21,8 +21,8 @@ type Summary struct {
 	Subject, Metric, Unit, Where string
 	N                            int
 	Median, Min, Max             float64
-	// Ratio is Median over the baseline subject's median of the same metric; NaN when
-	// there is no baseline for the metric.
+	// Ratio is Median over the median of the same metric on the baseline subject of the
+	// same place (Where); NaN when that place has no baseline figure for the metric.
 	Ratio float64
 }
 
@@ -41,39 +41,48 @@ func Median(vs []float64) float64 {
 	return (s[n/2-1] + s[n/2]) / 2
 }
 
-// Summarize groups samples by metric and subject, metrics and subjects in the order
-// they first appear, and computes each group's median, min, max and ratio to the
-// baseline subject's median of the same metric.
-func Summarize(samples []Sample, baseline string) []Summary {
-	type key struct{ subject, metric string }
+// Place is where a sample was taken, "host" for the empty Where of older reports.
+func Place(where string) string {
+	if where == "" {
+		return "host"
+	}
+	return where
+}
+
+// Summarize groups samples by metric, place and subject, each in the order it first
+// appears, and computes each group's median, min, max and ratio to the median of the
+// same metric on the baseline subject of the same place: baselines maps a place
+// ("host", "lab") to its baseline subject. Figures taken in different places (the host,
+// the nested lab under TCG emulation) are never divided by one another.
+func Summarize(samples []Sample, baselines map[string]string) []Summary {
+	type key struct{ subject, metric, where string }
 	var metrics []string
-	subjects := map[string][]string{} // metric -> subjects in first-seen order
+	subjects := map[string][]key{} // metric -> (subject, where) in first-seen order
 	groups := map[key][]float64{}
 	first := map[key]Sample{}
 	for _, s := range samples {
-		k := key{s.Subject, s.Metric}
+		k := key{s.Subject, s.Metric, Place(s.Where)}
 		if _, ok := groups[k]; !ok {
 			if len(subjects[s.Metric]) == 0 {
 				metrics = append(metrics, s.Metric)
 			}
-			subjects[s.Metric] = append(subjects[s.Metric], s.Subject)
+			subjects[s.Metric] = append(subjects[s.Metric], k)
 			first[k] = s
 		}
 		groups[k] = append(groups[k], s.Value)
 	}
 	var out []Summary
 	for _, m := range metrics {
-		bm := math.NaN()
-		if base, ok := groups[key{baseline, m}]; ok {
-			bm = Median(base)
-		}
-		for _, subj := range subjects[m] {
-			k := key{subj, m}
+		for _, k := range subjects[m] {
 			vs := groups[k]
-			sum := Summary{Subject: subj, Metric: m, Unit: first[k].Unit, Where: first[k].Where, N: len(vs),
+			sum := Summary{Subject: k.subject, Metric: m, Unit: first[k].Unit, Where: k.where, N: len(vs),
 				Median: Median(vs), Min: slices.Min(vs), Max: slices.Max(vs), Ratio: math.NaN()}
-			if bm != 0 {
-				sum.Ratio = sum.Median / bm
+			if b, ok := baselines[k.where]; ok {
+				if base, ok := groups[key{b, m, k.where}]; ok {
+					if bm := Median(base); bm != 0 {
+						sum.Ratio = sum.Median / bm
+					}
+				}
 			}
 			out = append(out, sum)
 		}

@@ -43,7 +43,7 @@ func TestSummarizeRatiosAgainstBaseline(t *testing.T) {
 		{Subject: "hull", Metric: "start", Unit: "ms", Value: 90},
 		{Subject: "hull", Metric: "rss", Unit: "MiB", Value: 3},
 	}
-	got := Summarize(samples, "runc")
+	got := Summarize(samples, map[string]string{"host": "runc"})
 	if len(got) != 3 {
 		t.Fatalf("got %d summaries, want 3: %+v", len(got), got)
 	}
@@ -56,5 +56,80 @@ func TestSummarizeRatiosAgainstBaseline(t *testing.T) {
 	}
 	if rss.Metric != "rss" || !math.IsNaN(rss.Ratio) {
 		t.Errorf("a metric without a baseline has ratio %v, want NaN", rss.Ratio)
+	}
+}
+
+func TestSummarizeRatiosPerPlace(t *testing.T) {
+	samples := []Sample{
+		{Subject: "runc", Metric: "start", Unit: "ms", Value: 10},
+		{Subject: "hull-container", Metric: "start", Unit: "ms", Value: 12, Where: "host"},
+		{Subject: "hull-vm", Metric: "start", Unit: "ms", Value: 4000, Where: "lab"},
+		{Subject: "hull-vm", Metric: "start", Unit: "ms", Value: 6000, Where: "lab"},
+		{Subject: "qemu", Metric: "boot", Unit: "ms", Value: 9000, Where: "lab"},
+		{Subject: "hull-vmm-boot", Metric: "boot", Unit: "ms", Value: 6000, Where: "lab"},
+		{Subject: "hull-vm", Metric: "rss", Unit: "MiB", Value: 30, Where: "lab"},
+		// The same subject name in both places stays two rows.
+		{Subject: "hull-vm", Metric: "start", Unit: "ms", Value: 20, Where: "host"},
+	}
+	tests := []struct {
+		name      string
+		baselines map[string]string
+		want      map[[3]string]float64 // (subject, metric, where) -> ratio; NaN for none
+	}{
+		{"host and lab baselines", map[string]string{"host": "runc", "lab": "hull-vm"}, map[[3]string]float64{
+			{"runc", "start", "host"}:           1,
+			{"hull-container", "start", "host"}: 1.2,
+			{"hull-vm", "start", "host"}:        2,
+			{"hull-vm", "start", "lab"}:         1,
+			{"qemu", "boot", "lab"}:             math.NaN(), // hull-vm has no boot figure
+			{"hull-vmm-boot", "boot", "lab"}:    math.NaN(),
+			{"hull-vm", "rss", "lab"}:           1,
+		}},
+		{"lab baseline of the boot pair", map[string]string{"host": "runc", "lab": "hull-vmm-boot"}, map[[3]string]float64{
+			{"hull-vm", "start", "lab"}:         math.NaN(),
+			{"qemu", "boot", "lab"}:             1.5,
+			{"hull-vmm-boot", "boot", "lab"}:    1,
+			{"hull-container", "start", "host"}: 1.2,
+		}},
+		{"no lab baseline: lab rows never divided by host figures", map[string]string{"host": "hull-vm"}, map[[3]string]float64{
+			{"hull-vm", "start", "lab"}:  math.NaN(),
+			{"hull-vm", "start", "host"}: 1,
+			{"runc", "start", "host"}:    0.5,
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got := map[[3]string]Summary{}
+			for _, s := range Summarize(samples, tc.baselines) {
+				k := [3]string{s.Subject, s.Metric, s.Where}
+				if _, dup := got[k]; dup {
+					t.Errorf("two summaries for %v", k)
+				}
+				got[k] = s
+			}
+			if len(got) != 7 {
+				t.Errorf("got %d summaries, want 7 (one per subject, metric and place): %+v", len(got), got)
+			}
+			for k, want := range tc.want {
+				s, ok := got[k]
+				switch {
+				case !ok:
+					t.Errorf("no summary for %v", k)
+				case math.IsNaN(want) != math.IsNaN(s.Ratio) || (!math.IsNaN(want) && math.Abs(s.Ratio-want) > 1e-9):
+					t.Errorf("%v ratio %v, want %v", k, s.Ratio, want)
+				}
+			}
+			if lab := got[[3]string{"hull-vm", "start", "lab"}]; lab.N != 2 || lab.Median != 5000 {
+				t.Errorf("lab hull-vm start summary %+v, want n 2 median 5000", lab)
+			}
+		})
+	}
+}
+
+func TestPlace(t *testing.T) {
+	for in, want := range map[string]string{"": "host", "host": "host", "lab": "lab"} {
+		if got := Place(in); got != want {
+			t.Errorf("Place(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

@@ -30,11 +30,11 @@ type Subject struct {
 func ownTree(_ context.Context, _ string, c *exec.Cmd) (int, error) { return c.Process.Pid, nil }
 
 // hullSubject runs the bench image through the hull binary in one isolation mode.
-func hullSubject(hull, root, image, mode string) Subject {
+func hullSubject(hull, root, image, mode, where string) Subject {
 	base := []string{"--root", root}
 	return Subject{
 		Name:  "hull-" + mode,
-		Where: "host",
+		Where: where,
 		Cmd: func(ctx context.Context, id string, args []string, vol string) (*exec.Cmd, error) {
 			a := append(append([]string{}, base...), "run", "--rm", "--isolation", mode, "--name", id, "-v", vol+":/vol", image)
 			return exec.CommandContext(ctx, hull, append(a, args...)...), nil

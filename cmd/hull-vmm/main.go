@@ -31,7 +31,6 @@ import (
 	"strings"
 	"syscall"
 
-
 	"github.com/hullvm/hull/kvm"
 	"github.com/hullvm/hull/vmm"
 )

@@ -124,8 +124,9 @@ func labPayload(d cache.Dir, files []string) (map[string]string, error) {
 	if err != nil {
 		return nil, fmt.Errorf("busybox image %s: %w", img, err)
 	}
-	// Tools hull runs that L1's busybox lacks, with their libraries.
-	for l1, bin := range map[string]string{"/usr/bin/mkfs.erofs": "mkfs.erofs", "/sbin/mkfs.ext4": "mkfs.ext4"} {
+	// Tools hull runs that L1's busybox lacks, with their libraries: layer disks, scratch
+	// and volume disks, and debugfs to copy a writable volume back out of its disk.
+	for l1, bin := range map[string]string{"/usr/bin/mkfs.erofs": "mkfs.erofs", "/sbin/mkfs.ext4": "mkfs.ext4", "/sbin/debugfs": "debugfs"} {
 		p, err := exec.LookPath(bin)
 		if err != nil {
 			return nil, fmt.Errorf("%s not found: apt-get install erofs-utils e2fsprogs (scripts/setup does)", bin)
