@@ -49,6 +49,10 @@ func TestMountRootfs(t *testing.T) {
 			got := []string{readOr(filepath.Join(rootfs, "etc/hostname")), readOr(filepath.Join(rootfs, "etc/layer0")), readOr(filepath.Join(rootfs, "etc/layer1"))}
 			werr := os.WriteFile(filepath.Join(rootfs, "etc/new"), []byte("w"), 0o644)
 			upper := readOr(filepath.Join(cdir, "upper/etc/new"))
+			// fsync in the container must reach the disk: no "volatile" overlay.
+			if opts := mountOptions(t, rootfs); strings.Contains(opts, "volatile") {
+				t.Errorf("overlay mounted volatile (fsync is a no-op): %s", opts)
+			}
 			if err := UnmountRootfs(cdir, rootfs); err != nil {
 				t.Error(err)
 			}
@@ -68,6 +72,23 @@ func readOr(path string) string {
 		return "error: " + err.Error()
 	}
 	return string(b)
+}
+
+// mountOptions returns the super options of the mount at dir, from mountinfo.
+func mountOptions(t *testing.T, dir string) string {
+	t.Helper()
+	mi, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(mi), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 4 && f[4] == dir {
+			return f[len(f)-1]
+		}
+	}
+	t.Fatalf("%s is not a mount point", dir)
+	return ""
 }
 
 // mountsAndLoops lists the mounts under dir and the loop devices backed by disks.
