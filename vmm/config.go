@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"strings"
 )
 
@@ -37,6 +38,8 @@ type Config struct {
 	RNG bool
 	// Vsock attaches a virtio-vsock device (optional).
 	Vsock *Vsock
+	// Nets attach virtio-net devices, each backed by a tap interface.
+	Nets []Net
 	// Console receives the guest's serial output (COM1); nil discards it.
 	Console io.Writer
 	// ConsoleIn feeds the guest's serial input; nil means no input.
@@ -60,6 +63,14 @@ type Disk struct {
 type Vsock struct {
 	CID uint32 // the guest's context ID, 3 or more
 	UDS string // the VM's Unix socket path, created by New
+}
+
+// Net is one virtio-net device backed by a tap interface on the host. The tap is
+// created (or, if it exists and is free, opened) by New and goes away with the VM unless
+// it was made persistent; bringing it up and routing it is the caller's business.
+type Net struct {
+	Tap string           // interface name, at most 15 bytes
+	MAC net.HardwareAddr // the guest's address; nil derives a locally administered one
 }
 
 // ErrInvalidConfig wraps every Validate failure.
@@ -103,6 +114,18 @@ func (c Config) Validate() error {
 			return bad("vsock has no Unix socket path")
 		}
 	}
+	taps := map[string]bool{}
+	for i, n := range c.Nets {
+		switch {
+		case n.Tap == "" || len(n.Tap) > 15 || strings.ContainsAny(n.Tap, "/ \x00"):
+			return bad("network %d: tap name %q: want 1 to 15 bytes, no '/' or spaces", i, n.Tap)
+		case taps[n.Tap]:
+			return bad("network %d: tap %s is used twice", i, n.Tap)
+		case n.MAC != nil && (len(n.MAC) != 6 || n.MAC[0]&1 != 0):
+			return bad("network %d: MAC %s: want a 6-byte unicast address", i, n.MAC)
+		}
+		taps[n.Tap] = true
+	}
 	if strings.ContainsRune(c.Cmdline, 0) {
 		return bad("kernel command line contains a NUL byte")
 	}
@@ -118,7 +141,7 @@ func (c Config) virtioDevices() int {
 	if c.Vsock != nil {
 		n++
 	}
-	return n
+	return n + len(c.Nets)
 }
 
 func (c Config) cpus() int {

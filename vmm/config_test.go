@@ -3,6 +3,7 @@ package vmm
 import (
 	"errors"
 	"fmt"
+	"net"
 	"strings"
 	"testing"
 )
@@ -38,6 +39,11 @@ func TestValidate(t *testing.T) {
 		{"too many devices", func(c *Config) { c.Disks = disks(MaxVirtio); c.RNG = true }, false},
 		{"vsock", func(c *Config) { c.Vsock = &Vsock{CID: 3, UDS: "/run/v.sock"} }, true},
 		{"vsock reserved CID", func(c *Config) { c.Vsock = &Vsock{CID: 2, UDS: "/run/v.sock"} }, false},
+		{"net", func(c *Config) { c.Nets = []Net{{Tap: "tap0"}, {Tap: "tap1", MAC: net.HardwareAddr{2, 0, 0, 0, 0, 1}}} }, true},
+		{"net without tap name", func(c *Config) { c.Nets = []Net{{}} }, false},
+		{"net tap name too long", func(c *Config) { c.Nets = []Net{{Tap: "a-very-long-tap-name"}} }, false},
+		{"net tap twice", func(c *Config) { c.Nets = []Net{{Tap: "t"}, {Tap: "t"}} }, false},
+		{"net multicast MAC", func(c *Config) { c.Nets = []Net{{Tap: "t", MAC: net.HardwareAddr{1, 0, 0, 0, 0, 1}}} }, false},
 		{"vsock without socket", func(c *Config) { c.Vsock = &Vsock{CID: 3} }, false},
 		{"too many with vsock", func(c *Config) { c.Disks = disks(MaxVirtio - 1); c.RNG = true; c.Vsock = &Vsock{CID: 3, UDS: "v"} }, false},
 		{"NUL in cmdline", func(c *Config) { c.Cmdline = "a\x00b" }, false},

@@ -18,6 +18,7 @@ import (
 	"github.com/hullvm/hull/memory"
 	"github.com/hullvm/hull/virtio"
 	"github.com/hullvm/hull/virtio/blk"
+	vnet "github.com/hullvm/hull/virtio/net"
 	"github.com/hullvm/hull/virtio/rng"
 	"github.com/hullvm/hull/virtio/vsock"
 )
@@ -164,6 +165,27 @@ func (m *Machine) addDevices() error {
 		m.closers = append(m.closers, dev)
 		if err := m.attach(dev); err != nil {
 			return fmt.Errorf("attach vsock: %w", err)
+		}
+	}
+	for i, n := range m.cfg.Nets {
+		tap, _, err := vnet.OpenTap(n.Tap)
+		if err != nil {
+			return fmt.Errorf("attach network %s: %w", n.Tap, err)
+		}
+		m.closers = append(m.closers, tap)
+		var mac [6]byte
+		if n.MAC != nil {
+			copy(mac[:], n.MAC)
+		} else {
+			// Locally administered, unicast, distinct per device.
+			mac = [6]byte{0x02, 0x68, 0x75, 0x6c, 0x6c, byte(i)}
+		}
+		dev, err := vnet.New(vnet.Config{Backend: tap, MAC: mac}, m.log)
+		if err != nil {
+			return fmt.Errorf("attach network %s: %w", n.Tap, err)
+		}
+		if err := m.attach(dev); err != nil {
+			return fmt.Errorf("attach network %s: %w", n.Tap, err)
 		}
 	}
 	return nil

@@ -308,3 +308,34 @@ func TestDevices(t *testing.T) {
 		t.Fatalf("Run = %+v, %v", e, err)
 	}
 }
+
+func TestNetDevice(t *testing.T) {
+	testenv.RequireKVM(t)
+	testenv.RequireTun(t)
+	const tap = "hulltest0"
+	cfg := Config{Kernel: writeGuest(t, resetGuest), MemoryMiB: 16, Nets: []Net{{Tap: tap}}}
+	m, err := New(context.Background(), cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat("/sys/class/net/" + tap); err != nil {
+		m.Close()
+		t.Fatalf("tap not created: %v", err)
+	}
+	// Window 0 holds a virtio-net device (type 1) whose config space starts with the MAC.
+	regs := []struct{ off, want uint32 }{{0, 0x74726976}, {4, 2}, {8, 1}, {0x100, 0x6c756802}}
+	for _, r := range regs {
+		b := make([]byte, 4)
+		m.bus.mmio(&kvm.MMIO{Addr: uint64(VirtioBase) + uint64(r.off), Data: b})
+		if got := binary.LittleEndian.Uint32(b); got != r.want {
+			t.Errorf("register %#x = %#x, want %#x", r.off, got, r.want)
+		}
+	}
+	if !strings.HasSuffix(m.cmdline(), "virtio_mmio.device=4K@0xd0000000:5") {
+		t.Errorf("cmdline %q does not declare the device", m.cmdline())
+	}
+	m.Close()
+	if _, err := os.Stat("/sys/class/net/" + tap); err == nil {
+		t.Fatal("tap left behind after Close")
+	}
+}

@@ -33,6 +33,7 @@ type vmRunOpts struct {
 	disks                           []string
 	cpus                            int
 	rng                             bool
+	taps                            []string
 }
 
 func newVMRunCmd(g *globals, io stdio) *cobra.Command {
@@ -61,6 +62,7 @@ triple-faults or hull fails, and 130 when interrupted.`,
 	f.IntVar(&o.cpus, "cpus", 1, "number of vCPUs")
 	f.StringVarP(&o.memory, "memory", "m", "256M", "guest memory: a size with a unit (512M, 1G) or a number of MiB")
 	f.BoolVar(&o.rng, "rng", false, "attach a virtio-rng device")
+	f.StringArrayVar(&o.taps, "tap", nil, "attach a virtio-net device backed by this tap interface (created if missing; repeatable)")
 	return c
 }
 
@@ -72,6 +74,9 @@ func runVM(ctx context.Context, g *globals, io stdio, o vmRunOpts, initrdSet boo
 	}
 	cfg := vmm.Config{Kernel: o.kernel, Initrd: o.initrd, Cmdline: o.cmdline, CPUs: o.cpus, MemoryMiB: mib,
 		RNG: o.rng, Console: io.out, ConsoleIn: io.in}
+	for _, t := range o.taps {
+		cfg.Nets = append(cfg.Nets, vmm.Net{Tap: t})
+	}
 	if cfg.Kernel == "" {
 		d := cache.Dir(g.cache)
 		cfg.Kernel = d.Kernel()
