@@ -55,24 +55,36 @@ func (s *Store) Load(ctx context.Context, file string) ([]*Image, error) {
 // LoadReader loads from a stream (docker load's standard input), spooling it to a
 // private file in the store first.
 func (s *Store) LoadReader(ctx context.Context, r io.Reader) ([]*Image, error) {
-	tmp, done, err := s.tempDir()
+	p, done, err := s.spool(ctx, r, "input.tar")
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("load from standard input: %w", err)
 	}
 	defer done()
-	p := filepath.Join(tmp, "input.tar")
+	return s.Load(ctx, p)
+}
+
+// spool copies r into a private file called name in a fresh temporary folder of the
+// store, and returns its path and how to remove it.
+func (s *Store) spool(ctx context.Context, r io.Reader, name string) (string, func(), error) {
+	tmp, done, err := s.tempDir()
+	if err != nil {
+		return "", nil, err
+	}
+	p := filepath.Join(tmp, name)
 	f, err := os.Create(p)
 	if err != nil {
-		return nil, err
+		done()
+		return "", nil, err
 	}
 	_, err = io.Copy(f, &ctxReader{ctx, r})
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		return nil, fmt.Errorf("load from standard input: %w", err)
+		done()
+		return "", nil, err
 	}
-	return s.Load(ctx, p)
+	return p, done, nil
 }
 
 // openPlain opens a tarball, decompressing a gzip or zstd one into a private file
@@ -145,23 +157,11 @@ func (s *Store) Import(ctx context.Context, file string, o ImportOptions) (*Imag
 // ImportReader is Import from a stream (docker import's "-"), spooled to a private
 // file in the store first.
 func (s *Store) ImportReader(ctx context.Context, r io.Reader, o ImportOptions) (*Image, error) {
-	tmp, done, err := s.tempDir()
-	if err != nil {
-		return nil, err
-	}
-	defer done()
-	p := filepath.Join(tmp, "rootfs.tar")
-	f, err := os.Create(p)
-	if err != nil {
-		return nil, err
-	}
-	_, err = io.Copy(f, &ctxReader{ctx, r})
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
+	p, done, err := s.spool(ctx, r, "rootfs.tar")
 	if err != nil {
 		return nil, fmt.Errorf("import from standard input: %w", err)
 	}
+	defer done()
 	return s.Import(ctx, p, o)
 }
 
