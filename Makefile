@@ -18,6 +18,7 @@ setup:
 build:
 	$(GO) build -trimpath -o $(BIN)/hull ./cmd/hull
 	$(GO) build -trimpath -o $(BIN)/hull-vmm ./cmd/hull-vmm
+	$(GO) build -trimpath -o $(BIN)/hull-chart ./cmd/hull-chart
 
 kernel:
 	scripts/kernel

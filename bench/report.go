@@ -39,8 +39,8 @@ func (r *Report) Baselines() map[string]string {
 	return b
 }
 
-// baselineTitle names the baselines: "runc", or "runc on the host, hull-vm in the lab".
-func (r *Report) baselineTitle() string {
+// BaselineTitle names the baselines: "runc", or "runc on the host, hull-vm in the lab".
+func (r *Report) BaselineTitle() string {
 	switch {
 	case r.LabBaseline == "":
 		return r.Baseline
@@ -81,7 +81,7 @@ func (r *Report) WriteTable(w io.Writer) error {
 		fmt.Fprintf(w, "missing: %s: %s\n", m.Subject, m.Reason)
 	}
 	if r.LabBaseline != "" {
-		fmt.Fprintf(w, "note: ratios are to %s, each row against the baseline of its own place\n", r.baselineTitle())
+		fmt.Fprintf(w, "note: ratios are to %s, each row against the baseline of its own place\n", r.BaselineTitle())
 	}
 	for _, n := range r.Notes {
 		fmt.Fprintf(w, "note: %s\n", n)

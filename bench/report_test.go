@@ -2,8 +2,6 @@ package bench
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -44,32 +42,6 @@ func TestJSONRoundTrip(t *testing.T) {
 	}
 	if len(got.Samples) != len(r.Samples) || got.Samples[3] != r.Samples[3] || got.Missing[0] != r.Missing[0] {
 		t.Fatalf("round trip changed the report: %+v", got)
-	}
-}
-
-func TestChartWritesPNGAndSVG(t *testing.T) {
-	dir := t.TempDir()
-	paths, err := sampleReport().WriteChart(dir, "chart")
-	if err != nil {
-		t.Fatal(err)
-	}
-	if len(paths) != 2 {
-		t.Fatalf("paths = %v", paths)
-	}
-	png, err := os.ReadFile(filepath.Join(dir, "chart.png"))
-	if err != nil || !bytes.HasPrefix(png, []byte("\x89PNG")) {
-		t.Fatalf("chart.png is not a PNG: %v", err)
-	}
-	svg, err := os.ReadFile(filepath.Join(dir, "chart.svg"))
-	if err != nil || !bytes.Contains(svg, []byte("<svg")) || !bytes.Contains(svg, []byte("hull-container")) {
-		t.Fatalf("chart.svg lacks the subjects: %v", err)
-	}
-}
-
-func TestChartNeedsABaseline(t *testing.T) {
-	r := &Report{Baseline: "docker", Samples: []Sample{{Subject: "runc", Metric: "m", Value: 1}}}
-	if _, err := r.WriteChart(t.TempDir(), "c"); err == nil {
-		t.Fatal("chart without a baseline succeeded")
 	}
 }
 
@@ -116,13 +88,3 @@ func TestTableComparesEachPlaceWithItsOwnBaseline(t *testing.T) {
 	}
 }
 
-func TestChartNamesLabSubjects(t *testing.T) {
-	dir := t.TempDir()
-	if _, err := labReport().WriteChart(dir, "c"); err != nil {
-		t.Fatal(err)
-	}
-	svg, err := os.ReadFile(filepath.Join(dir, "c.svg"))
-	if err != nil || !bytes.Contains(svg, []byte("hull-vm (lab)")) {
-		t.Fatalf("chart.svg lacks the lab subject: %v", err)
-	}
-}

@@ -33,6 +33,7 @@ type Machine struct {
 	vm    *kvm.VM
 	vcpus []*kvm.VCPU
 	bus   *bus
+	out   *outbox // the console output, written off the vCPU threads
 	entry *boot.Entry
 
 	closers []io.Closer    // disk images and device sockets, closed last
@@ -127,7 +128,12 @@ func (m *Machine) createVM() error {
 // routes their interrupts and notifications through KVM.
 func (m *Machine) addDevices() error {
 	b := &bus{log: m.log, debugExit: m.onDebugExit}
-	b.serial = uart.New(m.cfg.Console, func(high bool) {
+	var console io.Writer
+	if m.cfg.Console != nil {
+		m.out = newOutbox(m.cfg.Console)
+		console = m.out
+	}
+	b.serial = uart.New(console, func(high bool) {
 		if err := m.vm.IRQLine(uart.IRQ, high); err != nil {
 			m.log.Warn("serial interrupt", "err", err)
 		}
@@ -323,6 +329,12 @@ func (m *Machine) Run(ctx context.Context) (Exit, error) {
 		m.finish(Exit{Reason: Canceled, Code: 130}, nil)
 		<-stopped
 	}
+	if m.out != nil {
+		// Everything the guest wrote is out when Run returns.
+		if err := m.out.Flush(); err != nil {
+			m.log.Debug("console output", "err", err)
+		}
+	}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	st := m.Stats()
@@ -358,6 +370,9 @@ func (m *Machine) onDebugExit(v byte) {
 
 // Close releases everything New acquired. Call it after Run returns.
 func (m *Machine) Close() error {
+	if m.out != nil {
+		m.out.Close()
+	}
 	for _, t := range m.virtio {
 		t.Close()
 	}

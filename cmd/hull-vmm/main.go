@@ -1,8 +1,9 @@
 // Command hull-vmm is hull's virtual machine monitor as a process of its own, as
 // Firecracker's VMM is: it boots one microVM with package vmm and nothing else of hull's
 // (no CLI framework, no image, registry or container code), so the process that lives
-// as long as the VM starts fast and stays small. `hull vm run` resolves its defaults
-// and then replaces itself with hull-vmm when it finds it beside its own executable.
+// as long as the VM starts fast and stays small. `hull vm run` runs the same VMM in
+// the CLI's own process (docs/vmm.md says why); hull-vmm is for callers that start one
+// process per VM.
 //
 // Usage:
 //

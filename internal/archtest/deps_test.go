@@ -28,6 +28,9 @@ func TestDependencyDirection(t *testing.T) {
 		{"host", []string{"vmm", "kvm", "virtio", "guest", "images", "container", "cmd"}},
 		{"lab", []string{"vmm", "guest", "container", "cmd"}},
 		{"cache", []string{"kvm", "memory", "vmm", "virtio", "guest", "images", "container", "host", "lab", "cmd"}},
+		// The binaries that start VMs stay free of the plotting library (hull-chart has it).
+		{"cmd/hull", []string{"bench/chart"}},
+		{"cmd/hull-vmm", []string{"images", "container", "bundle", "guest", "bench", "cmd/hull"}},
 	}
 	for _, f := range forbidden {
 		t.Run(f.pkg, func(t *testing.T) {
@@ -47,5 +50,22 @@ func TestDependencyDirection(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestCLIHasNoPlottingLibrary: gonum plot's package initializer parses its embedded
+// fonts (4.5 MiB of page faults) in every process of a binary that links it, so only
+// hull-chart may.
+func TestCLIHasNoPlottingLibrary(t *testing.T) {
+	for _, bin := range []string{"cmd/hull", "cmd/hull-vmm"} {
+		out, err := exec.Command("go", "list", "-deps", "-f", "{{.ImportPath}}", mod+bin).CombinedOutput()
+		if err != nil {
+			t.Fatalf("go list %s: %v\n%s", bin, err, out)
+		}
+		for _, dep := range strings.Fields(string(out)) {
+			if strings.HasPrefix(dep, "gonum.org/v1/plot") {
+				t.Errorf("%s links %s", bin, dep)
+			}
+		}
 	}
 }

@@ -1,9 +1,11 @@
-package bench
+package chart
 
 import (
 	"fmt"
 	"math"
 	"path/filepath"
+
+	"github.com/hullvm/hull/bench"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -12,12 +14,12 @@ import (
 	"gonum.org/v1/plot/vg/draw"
 )
 
-// WriteChart draws one bar group per metric: each subject's median as a ratio to the
+// Write draws one bar group per metric of r: each subject's median as a ratio to the
 // median of the baseline of its place (1.0 = as fast or as small as the baseline), and
 // saves it as base.png and base.svg in dir. Subjects measured in the nested lab are
 // named "NAME (lab)". Metrics without a baseline are left out of the chart.
-func (r *Report) WriteChart(dir, base string) ([]string, error) {
-	sums := Summarize(r.Samples, r.Baselines())
+func Write(r *bench.Report, dir, base string) ([]string, error) {
+	sums := bench.Summarize(r.Samples, r.Baselines())
 	var metrics []string
 	seen := map[string]bool{}
 	var subjects []string
@@ -31,7 +33,7 @@ func (r *Report) WriteChart(dir, base string) ([]string, error) {
 			seen[s.Metric] = true
 			metrics = append(metrics, s.Metric)
 			name := s.Metric + " ↓"
-			if HigherIsBetter(s.Unit) {
+			if bench.HigherIsBetter(s.Unit) {
 				name = s.Metric + " ↑"
 			}
 			names = append(names, name)
@@ -42,10 +44,10 @@ func (r *Report) WriteChart(dir, base string) ([]string, error) {
 		}
 	}
 	if len(metrics) == 0 {
-		return nil, fmt.Errorf("chart: no metric has a %s baseline to compare with", r.baselineTitle())
+		return nil, fmt.Errorf("chart: no metric has a %s baseline to compare with", r.BaselineTitle())
 	}
 	p := plot.New()
-	p.Title.Text = fmt.Sprintf("hull bench: medians relative to %s (%d runs; ↓ lower is better, ↑ higher is better)", r.baselineTitle(), r.Runs)
+	p.Title.Text = fmt.Sprintf("hull bench: medians relative to %s (%d runs; ↓ lower is better, ↑ higher is better)", r.BaselineTitle(), r.Runs)
 	p.Y.Label.Text = "ratio to the baseline of the same place"
 	if r.LabBaseline == "" {
 		p.Y.Label.Text = "ratio to " + r.Baseline
@@ -110,7 +112,7 @@ func (r *Report) WriteChart(dir, base string) ([]string, error) {
 }
 
 // chartName is a summary's subject, marked when it was measured in the lab.
-func chartName(s Summary) string {
+func chartName(s bench.Summary) string {
 	if s.Where == "lab" {
 		return s.Subject + " (lab)"
 	}
