@@ -6,7 +6,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,24 +18,6 @@ import (
 // serial output, virtio-blk over virtio-mmio, the i8042 reset and the exit port, checked
 // from both sides (what the guest reports, what is on the disk file afterwards). They run
 // on the build machines' PVM KVM, where Linux does not boot but this guest does.
-
-// console is a Console that the vCPU and the test may touch at once.
-type console struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (c *console) Write(p []byte) (int, error) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.buf.Write(p)
-}
-
-func (c *console) String() string {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return strings.ReplaceAll(c.buf.String(), "\r\n", "\n")
-}
 
 // e2eCase is one boot of the test guest and what it must leave behind.
 type e2eCase struct {
@@ -141,7 +122,7 @@ func TestGuestE2E(t *testing.T) {
 				kernel = g.Print
 			}
 			disk := diskFor(t, c)
-			var cons console
+			var cons vmm.SyncBuffer
 			cfg := vmm.Config{Kernel: kernel, Cmdline: c.cmdline, MemoryMiB: 64, RNG: c.rng, Console: &cons}
 			if disk != "" {
 				cfg.Disks = []vmm.Disk{{Path: disk, ReadOnly: c.ro, ID: "hull-test"}}
@@ -159,7 +140,7 @@ func TestGuestE2E(t *testing.T) {
 			if want := wantExit(c.status); exit != want {
 				t.Errorf("exit %+v, want %+v\nconsole:\n%s", exit, want, cons.String())
 			}
-			checkRun(t, c, cons.String(), disk)
+			checkRun(t, c, strings.ReplaceAll(cons.String(), "\r\n", "\n"), disk)
 		})
 	}
 }

@@ -115,19 +115,20 @@ func cat(bs ...[]byte) []byte { return bytes.Join(bs, nil) }
 
 func le32(v uint32) []byte { return binary.LittleEndian.AppendUint32(nil, v) }
 
-// syncBuffer is a Console the vCPU thread and the test share.
-type syncBuffer struct {
+// SyncBuffer is a Console the VM's threads and the test share (exported for the
+// package's external tests).
+type SyncBuffer struct {
 	mu sync.Mutex
 	b  bytes.Buffer
 }
 
-func (s *syncBuffer) Write(p []byte) (int, error) {
+func (s *SyncBuffer) Write(p []byte) (int, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.Write(p)
 }
 
-func (s *syncBuffer) String() string {
+func (s *SyncBuffer) String() string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.b.String()
@@ -173,7 +174,7 @@ func TestMachineRun(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			testenv.RequireKVM(t)
-			var out syncBuffer
+			var out SyncBuffer
 			cfg := Config{Kernel: writeGuest(t, tc.code), CPUs: tc.cpus, MemoryMiB: cmp.Or(tc.mib, 32), Console: &out}
 			if tc.in != "" {
 				cfg.ConsoleIn = strings.NewReader(tc.in)

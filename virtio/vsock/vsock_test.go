@@ -86,6 +86,25 @@ func (g *guest) recv() (vsock.Header, []byte) {
 	return h, b[vsock.HeaderSize:]
 }
 
+// dial has the guest connect from port src to the host program listening on port dst
+// (path_dst), sending req (a REQUEST, pkt(OpRequest, src, dst) unless given), and
+// returns the host program's side of the connection.
+func (g *guest) dial(req vsock.Header) net.Conn {
+	g.t.Helper()
+	ln, err := net.Listen("unix", fmt.Sprintf("%s_%d", g.path, req.DstPort))
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.t.Cleanup(func() { ln.Close() })
+	g.send(req, nil)
+	srv, err := ln.Accept()
+	if err != nil {
+		g.t.Fatal(err)
+	}
+	g.t.Cleanup(func() { srv.Close() })
+	return srv
+}
+
 func (g *guest) expect(op uint16) (vsock.Header, []byte) {
 	g.t.Helper()
 	h, data := g.recv()
@@ -178,17 +197,7 @@ func TestHostConnectRefused(t *testing.T) {
 // host program's close is a SHUTDOWN, and the guest's close a RST.
 func TestGuestConnect(t *testing.T) {
 	g := start(t)
-	ln, err := net.Listen("unix", g.path+"_5000")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	g.send(pkt(vsock.OpRequest, 3333, 5000), nil)
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := g.dial(pkt(vsock.OpRequest, 3333, 5000))
 	srv.SetDeadline(time.Now().Add(virtiotest.Timeout))
 	if h, _ := g.expect(vsock.OpResponse); h.SrcPort != 5000 || h.DstPort != 3333 {
 		t.Fatalf("RESPONSE %d->%d", h.SrcPort, h.DstPort)
@@ -233,19 +242,9 @@ func TestGuestConnectRefused(t *testing.T) {
 // credit when it runs out, and resumes on a credit update.
 func TestCredit(t *testing.T) {
 	g := start(t)
-	ln, err := net.Listen("unix", g.path+"_5001")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
 	req := pkt(vsock.OpRequest, 4000, 5001)
 	req.BufAlloc = 10
-	g.send(req, nil)
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := g.dial(req)
 	g.expect(vsock.OpResponse)
 	srv.Write([]byte("abcdefghijklmnopqrstuvwxyz"))
 	var got []byte
@@ -327,17 +326,7 @@ func TestMalformedTx(t *testing.T) {
 // TestReset: a driver reset closes every connection.
 func TestReset(t *testing.T) {
 	g := start(t)
-	ln, err := net.Listen("unix", g.path+"_5002")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	g.send(pkt(vsock.OpRequest, 4000, 5002), nil)
-	srv, err := ln.Accept()
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Close()
+	srv := g.dial(pkt(vsock.OpRequest, 4000, 5002))
 	g.expect(vsock.OpResponse)
 	g.d.SetReg(0x070, 0)
 	srv.SetDeadline(time.Now().Add(virtiotest.Timeout))
