@@ -18,10 +18,13 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hullvm/hull/bundle"
+	"github.com/hullvm/hull/cache"
 	"github.com/hullvm/hull/container"
 	"github.com/hullvm/hull/container/runc"
 	"github.com/hullvm/hull/host"
 	"github.com/hullvm/hull/images"
+	"github.com/hullvm/hull/kvm"
+	"github.com/hullvm/hull/vmm"
 )
 
 // runOpts are the flags of `hull run` and `hull create`.
@@ -205,50 +208,53 @@ func newManager(g *globals, io stdio) (*container.Manager, error) {
 	}, nil
 }
 
-// errVMUnavailable is --isolation vm before the microVM runtime is wired in.
-var errVMUnavailable = errors.New("VM mode is not available in this build yet: use --isolation container")
-
-// newRuntime returns the runtime a container records: runc or crun (container
-// isolation) or vm.
+// newRuntime returns the shared-kernel runtime a container records: runc or crun.
 func newRuntime(root, name string) (container.Runtime, error) {
 	switch name {
 	case "runc", "crun":
 		return runc.New(name, filepath.Join(root, "runtime", name))
-	case "vm":
-		return nil, errVMUnavailable
 	}
 	return nil, fmt.Errorf("runtime %q is not supported: use runc or crun", name)
 }
 
-// vmRuntimeBuilt says whether this build has the microVM runtime; --isolation auto
-// never picks a mode that cannot run. Temporary: the VM runtime plugs in once the VMM
-// is ready.
-const vmRuntimeBuilt = true
-
 // decideIsolation resolves --isolation. For auto it asks probe (the host's verdict,
-// which costs tens of milliseconds, so only when a VM runtime is built in) and says
-// which mode it picked and why.
-func decideIsolation(flag string, vmBuilt bool, probe func() (mode, reason string)) (mode, why string, err error) {
+// which costs tens of milliseconds) and says which mode it picked and why. A VM has no
+// way into the host's network namespace, so --network host (hostNet) rules VM mode out.
+func decideIsolation(flag string, hostNet bool, probe func() (mode, reason string)) (mode, why string, err error) {
 	switch flag {
 	case container.IsolationContainer:
 		return flag, "", nil
 	case container.IsolationVM:
-		if !vmBuilt {
-			return "", "", errVMUnavailable
+		if hostNet {
+			return "", "", errors.New("--network host shares the host's network namespace, which a VM container cannot: use --isolation container, or --network none")
 		}
 		return flag, "", nil
 	case "auto", "":
 	default:
 		return "", "", fmt.Errorf("--isolation %q: use auto, container or vm", flag)
 	}
-	if !vmBuilt {
-		return container.IsolationContainer, "container isolation: this build has no VM runtime yet (hull doctor tells whether this host could run VMs)", nil
+	if hostNet {
+		return container.IsolationContainer, "container isolation: --network host shares the host's network, which a VM container cannot", nil
 	}
 	mode, reason := probe()
 	if mode == host.VM {
 		return container.IsolationVM, "VM isolation: " + reason, nil
 	}
 	return container.IsolationContainer, "container isolation: " + reason, nil
+}
+
+// bootable refuses VM mode where the guest kernel cannot boot: a PVM host boots only
+// kernels built as PVM guests, and a Linux kernel that is not one hangs there with no
+// output, which a container start must not do.
+func bootable(kernel string) error {
+	if !kvm.IsPVM() {
+		return nil
+	}
+	if linux, err := vmm.LinuxKernel(kernel); err != nil || !linux {
+		return nil // not there or not Linux: the VM runtime says what is wrong
+	}
+	return fmt.Errorf("--isolation vm: this host's KVM is PVM (/sys/module/kvm_pvm), which boots only PVM guest kernels, and the guest kernel %s is not one: "+
+		"use --isolation container (or auto, which picks it here), or VM mode in the nested lab (hull lab run) or on a host with VT-x or AMD-V", kernel)
 }
 
 // storeImages serves the image store to the container manager.
@@ -282,7 +288,7 @@ func runRun(ctx context.Context, g *globals, io stdio, o *runOpts, args []string
 	if err != nil {
 		return err
 	}
-	mode, why, err := decideIsolation(o.isolation, vmRuntimeBuilt, func() (string, string) {
+	mode, why, err := decideIsolation(o.isolation, o.network == bundle.NetworkHost, func() (string, string) {
 		env := host.System(g.cache)
 		env.Version = nil // the verdicts need no tool versions: saves three execs
 		return host.Probe(ctx, env).Isolation()
@@ -295,6 +301,9 @@ func runRun(ctx context.Context, g *globals, io stdio, o *runOpts, args []string
 	}
 	cfg.Isolation = mode
 	if mode == container.IsolationVM {
+		if err := bootable(cache.Dir(g.cache).Kernel()); err != nil {
+			return err
+		}
 		cfg.Runtime = "vm"
 	} else {
 		// A container-mode hull only prepares, waits and cleans up, one step at a

@@ -21,6 +21,7 @@ import (
 	"github.com/hullvm/hull/container"
 	"github.com/hullvm/hull/container/containertest"
 	"github.com/hullvm/hull/host"
+	"github.com/hullvm/hull/kvm"
 	"github.com/hullvm/hull/internal/testenv"
 )
 
@@ -297,25 +298,25 @@ func TestDecideIsolation(t *testing.T) {
 	ct := func() (string, string) { return host.Container, "no KVM" }
 	tests := []struct {
 		flag    string
-		vmBuilt bool
+		hostNet bool
 		probe   func() (string, string)
 		mode    string
 		why     string
 		bad     bool
 	}{
 		{flag: "container", probe: vm, mode: container.IsolationContainer},
-		{flag: "container", vmBuilt: true, probe: vm, mode: container.IsolationContainer},
-		{flag: "auto", vmBuilt: true, probe: ct, mode: container.IsolationContainer, why: "container isolation: no KVM"},
-		{flag: "", vmBuilt: true, probe: vm, mode: container.IsolationVM, why: "VM isolation: KVM works"},
-		{flag: "auto", probe: vm, mode: container.IsolationContainer, why: "container isolation: this build has no VM runtime yet (hull doctor tells whether this host could run VMs)"},
-		{flag: "vm", vmBuilt: true, probe: ct, mode: container.IsolationVM},
-		{flag: "vm", probe: vm, bad: true},
+		{flag: "container", hostNet: true, probe: vm, mode: container.IsolationContainer},
+		{flag: "auto", probe: ct, mode: container.IsolationContainer, why: "container isolation: no KVM"},
+		{flag: "", probe: vm, mode: container.IsolationVM, why: "VM isolation: KVM works"},
+		{flag: "auto", hostNet: true, probe: vm, mode: container.IsolationContainer, why: "container isolation: --network host shares the host's network, which a VM container cannot"},
+		{flag: "vm", probe: ct, mode: container.IsolationVM},
+		{flag: "vm", hostNet: true, probe: vm, bad: true},
 		{flag: "gvisor", probe: vm, bad: true},
 	}
 	for _, tt := range tests {
-		mode, why, err := decideIsolation(tt.flag, tt.vmBuilt, tt.probe)
+		mode, why, err := decideIsolation(tt.flag, tt.hostNet, tt.probe)
 		if mode != tt.mode || why != tt.why || (err != nil) != tt.bad {
-			t.Errorf("decideIsolation(%q, built %v) = %q, %q, %v; want %q, %q, error %v", tt.flag, tt.vmBuilt, mode, why, err, tt.mode, tt.why, tt.bad)
+			t.Errorf("decideIsolation(%q, host network %v) = %q, %q, %v; want %q, %q, error %v", tt.flag, tt.hostNet, mode, why, err, tt.mode, tt.why, tt.bad)
 		}
 	}
 }
@@ -531,5 +532,26 @@ func TestTerminal(t *testing.T) {
 	err := x.Wait()
 	if x.ProcessState.ExitCode() != 5 {
 		t.Errorf("hull run -it exited %v, want 5", err)
+	}
+}
+
+// TestRunVMRefusedOnPVM: on a PVM host (these build machines) hull's guest kernel
+// cannot boot, so --isolation vm is refused up front with the reason, instead of a VM
+// that hangs without a word; auto picks container mode and says why.
+func TestRunVMRefusedOnPVM(t *testing.T) {
+	if !kvm.IsPVM() {
+		t.Skip("not a PVM host: VM mode boots here")
+	}
+	c := newCLI(t)
+	code, _, errs := c.hull(t, "", "run", "--rm", "--cgroup-parent", c.cgroup, "--isolation", "vm", "busybox", "true")
+	if code != 125 || !strings.Contains(errs, "PVM") || !strings.Contains(errs, "--isolation container") {
+		t.Fatalf("run --isolation vm on PVM = %d, %q; want 125 saying why and what to do", code, errs)
+	}
+	code, out, errs := c.hull(t, "", "run", "--rm", "--cgroup-parent", c.cgroup, "busybox", "echo", "picked")
+	if code != 0 || strings.TrimSpace(out) != "picked" || !strings.Contains(errs, "container isolation") {
+		t.Fatalf("run (auto) on PVM = %d, %q, %q; want container mode, said", code, out, errs)
+	}
+	if _, out, _ := c.hull(t, "", "ps", "-a", "-q"); strings.TrimSpace(out) != "" {
+		t.Errorf("containers left behind: %q", out)
 	}
 }
