@@ -128,7 +128,7 @@ hull's agent, is measured against hull's VMM by boot-to-exit of the same kernel.
 	f.IntVar(&runs, "runs", 5, "interleaved rounds")
 	f.IntVar(&dens, "density", 4, "idle instances at once for the density figure (0 leaves it out)")
 	f.IntVar(&fileMB, "file-mb", 32, "file I/O size inside the workload, MiB")
-	f.StringVar(&out, "out", "", "directory for bench.json, bench.png and bench.svg")
+	f.StringVar(&out, "out", "", "directory for bench.json, and bench.png and bench.svg when hull-chart is installed")
 	f.StringVar(&busybox, "busybox", "/bin/busybox", "static busybox for the bench image")
 	f.BoolVar(&jsonOut, "json", false, "print the raw samples as JSON instead of the table")
 	f.IntVar(&labRuns, "lab-runs", 2, "rounds in the nested lab, when VM mode runs there")
