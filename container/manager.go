@@ -152,6 +152,9 @@ func (m *Manager) Create(ctx context.Context, cfg Config) (c *Container, err err
 	if opts.CgroupsPath, err = cgroupsPath(cfg.CgroupParent, id); err != nil {
 		return nil, err
 	}
+	if opts.Hostname == "" && opts.Network != bundle.NetworkHost {
+		opts.Hostname = c.ShortID() // as Docker names a container's host by default
+	}
 	opts.CgroupNS = cgroup2()
 	opts.NoSwapLimit = noSwapAccounting()
 	spec, err := bundle.Build(img.Config, opts)

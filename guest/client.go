@@ -50,6 +50,20 @@ func (c *Client) Run(ctx context.Context, r Run, s Stdio) (Exit, error) {
 	return Session(ctx, conn, r, s)
 }
 
+// Exec runs a further process in the container the agent's Run started (see Exec);
+// the result is as for Run, with ReasonNotRunning when no container process runs.
+func (c *Client) Exec(ctx context.Context, e Exec, s Stdio) (Exit, error) {
+	conn, err := c.Dial(ctx)
+	if err != nil {
+		return Exit{}, fmt.Errorf("dial agent: %w", err)
+	}
+	defer conn.Close()
+	return ExecSession(ctx, conn, e, s)
+}
+
+// ErrNoExec means the agent predates Exec sessions.
+var ErrNoExec = errors.New("the guest agent cannot run a second process in its VM: it predates exec; rebuild the initramfs (scripts/initramfs) and start the container again")
+
 // Session runs r over an established connection to the agent; see Client.Run.
 func Session(ctx context.Context, conn io.ReadWriteCloser, r Run, s Stdio) (Exit, error) {
 	r.Version = Version
@@ -57,17 +71,44 @@ func Session(ctx context.Context, conn io.ReadWriteCloser, r Run, s Stdio) (Exit
 	if err := r.Validate(); err != nil {
 		return Exit{}, err
 	}
+	return session(ctx, conn, KindRun, &r, nil, s)
+}
+
+// ExecSession runs e over an established connection to the agent; see Client.Exec.
+func ExecSession(ctx context.Context, conn io.ReadWriteCloser, e Exec, s Stdio) (Exit, error) {
+	e.Version = Version
+	e.Stdin = s.Stdin != nil
+	if err := e.Validate(); err != nil {
+		return Exit{}, err
+	}
+	return session(ctx, conn, KindExec, &e, func(h Hello) error {
+		if !h.Exec {
+			return ErrNoExec
+		}
+		return nil
+	}, s)
+}
+
+// session sends the request (kind k, JSON req) once the agent's hello passed check,
+// then carries the process's stdio until its exit frame.
+func session(ctx context.Context, conn io.ReadWriteCloser, k Kind, req any, check func(Hello) error, s Stdio) (Exit, error) {
 	stop := context.AfterFunc(ctx, func() { conn.Close() })
 	defer stop()
 	dec := NewDecoder(conn)
-	if err := readHello(dec); err != nil {
+	h, err := readHello(dec)
+	if err != nil {
 		if ctx.Err() != nil {
 			return Exit{}, ctx.Err()
 		}
 		return Exit{}, err
 	}
+	if check != nil {
+		if err := check(h); err != nil {
+			return Exit{}, err
+		}
+	}
 	enc := NewEncoder(conn)
-	if err := enc.JSON(KindRun, &r); err != nil {
+	if err := enc.JSON(k, req); err != nil {
 		return Exit{}, err
 	}
 
@@ -123,25 +164,25 @@ func Session(ctx context.Context, conn io.ReadWriteCloser, r Run, s Stdio) (Exit
 	}
 }
 
-func readHello(dec *Decoder) error {
+func readHello(dec *Decoder) (Hello, error) {
 	f, err := dec.Next()
 	if err != nil {
 		if errors.Is(err, io.EOF) {
-			return ErrNoExit
+			return Hello{}, ErrNoExit
 		}
-		return fmt.Errorf("read agent hello: %w", err)
+		return Hello{}, fmt.Errorf("read agent hello: %w", err)
 	}
 	if f.Kind != KindHello {
-		return fmt.Errorf("%w: agent's first frame is %s, want hello", ErrFrame, f.Kind)
+		return Hello{}, fmt.Errorf("%w: agent's first frame is %s, want hello", ErrFrame, f.Kind)
 	}
 	var h Hello
 	if err := json.Unmarshal(f.Payload, &h); err != nil {
-		return fmt.Errorf("%w: hello: %v", ErrFrame, err)
+		return Hello{}, fmt.Errorf("%w: hello: %v", ErrFrame, err)
 	}
 	if h.Version != Version {
-		return fmt.Errorf("agent speaks protocol %d, this hull %d: rebuild the initramfs (scripts/initramfs)", h.Version, Version)
+		return Hello{}, fmt.Errorf("agent speaks protocol %d, this hull %d: rebuild the initramfs (scripts/initramfs)", h.Version, Version)
 	}
-	return nil
+	return h, nil
 }
 
 // credit counts the stdin bytes the host may still send (StdinWindow flow control).

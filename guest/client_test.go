@@ -219,3 +219,51 @@ func TestDialVsockGivesUp(t *testing.T) {
 		})
 	}
 }
+
+// TestClientExec runs an exec session against a fake agent: the request carries the
+// process and stdin, and an agent whose hello lacks exec is refused before any request.
+func TestClientExec(t *testing.T) {
+	tests := []struct {
+		name   string
+		hello  Hello
+		status int
+		err    error
+	}{
+		{"exec", Hello{Version: Version, Exec: true}, 4, nil},
+		{"old agent", Hello{Version: Version}, 0, ErrNoExec},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			host, agent := net.Pipe()
+			got := make(chan Frame, 1)
+			go func() {
+				defer agent.Close()
+				d, e := NewDecoder(agent), NewEncoder(agent)
+				e.JSON(KindHello, tc.hello)
+				f, err := d.Next()
+				if err != nil {
+					close(got)
+					return
+				}
+				got <- Frame{f.Kind, append([]byte(nil), f.Payload...)}
+				e.JSON(KindExit, Exit{Status: 4})
+			}()
+			c := Client{Dial: func(context.Context) (net.Conn, error) { return host, nil }}
+			ex, err := c.Exec(context.Background(), Exec{Process: &specs.Process{Args: []string{"cat"}}}, Stdio{Stdin: strings.NewReader("")})
+			if !errors.Is(err, tc.err) || ex.Status != tc.status {
+				t.Fatalf("Exec = %+v, %v; want status %d, error %v", ex, err, tc.status, tc.err)
+			}
+			f, ok := <-got
+			if tc.err != nil {
+				if ok {
+					t.Errorf("the client sent a %s frame to an agent without exec", f.Kind)
+				}
+				return
+			}
+			e, perr := ParseExec(f.Payload)
+			if f.Kind != KindExec || perr != nil || e.Process.Args[0] != "cat" || !e.Stdin {
+				t.Errorf("request %s %+v %v, want an exec of cat with stdin", f.Kind, e, perr)
+			}
+		})
+	}
+}

@@ -32,6 +32,9 @@ const (
 	KindStdin  Kind = 2 // stdin bytes; an empty payload is EOF
 	KindSignal Kind = 3 // 4 bytes: signal number
 	KindResize Kind = 4 // 4 bytes: rows, cols (uint16 each)
+	// KindExec is a JSON Exec: instead of a Run, the first frame of a session that
+	// runs a further process in the container a Run started (hull exec).
+	KindExec Kind = 5
 )
 
 // Frames the agent sends.
@@ -72,7 +75,7 @@ type Frame struct {
 // length must be exactly that. ok is false for an unknown kind.
 func maxPayload(k Kind) (max int, exact, ok bool) {
 	switch k {
-	case KindRun, KindStarted, KindExit, KindHello:
+	case KindRun, KindExec, KindStarted, KindExit, KindHello:
 		return MaxControl, false, true
 	case KindStdin, KindStdout, KindStderr:
 		return MaxData, false, true
@@ -86,6 +89,8 @@ func (k Kind) String() string {
 	switch k {
 	case KindRun:
 		return "run"
+	case KindExec:
+		return "exec"
 	case KindStdin:
 		return "stdin"
 	case KindSignal:
@@ -300,6 +305,48 @@ func ParseRun(p []byte) (*Run, error) {
 // of the protocol crosses it.
 type Hello struct {
 	Version int `json:"version"`
+	// Exec says the agent serves Exec sessions beside its Run (older agents do not).
+	Exec bool `json:"exec,omitempty"`
+}
+
+// Exec asks the agent to run a further process in the container that the VM's Run
+// started, as docker exec does: in the same root (overlay and mounts), with the same
+// hostname and memory cgroup. The process is the whole OCI process (args, env, cwd,
+// user, rlimits, terminal, console size), as the host computed it from the bundle.
+type Exec struct {
+	Version int            `json:"version"`
+	Process *specs.Process `json:"process"`
+	// Stdin says the host sends stdin; without it the process reads /dev/null.
+	Stdin bool `json:"stdin,omitempty"`
+}
+
+// Validate checks an Exec before the agent acts on it.
+func (e *Exec) Validate() error {
+	if e.Version != Version {
+		return fmt.Errorf("protocol version %d, agent speaks %d: rebuild the initramfs (scripts/initramfs)", e.Version, Version)
+	}
+	if e.Process == nil {
+		return errors.New("exec request has no process")
+	}
+	if len(e.Process.Args) == 0 || e.Process.Args[0] == "" {
+		return errors.New("exec process has no args: give a command")
+	}
+	if c := e.Process.Cwd; c != "" && c[0] != '/' {
+		return fmt.Errorf("exec cwd %q is not absolute", c)
+	}
+	return nil
+}
+
+// ParseExec decodes and validates a KindExec payload.
+func ParseExec(p []byte) (*Exec, error) {
+	var e Exec
+	if err := json.Unmarshal(p, &e); err != nil {
+		return nil, fmt.Errorf("%w: exec request: %v", ErrFrame, err)
+	}
+	if err := e.Validate(); err != nil {
+		return nil, fmt.Errorf("exec request: %w", err)
+	}
+	return &e, nil
 }
 
 // Started tells the host the process runs.
@@ -317,6 +364,9 @@ const (
 	ReasonCannotExec Reason = "cannot-exec" // it exists but cannot be executed (126)
 	ReasonSetup      Reason = "setup"       // the agent could not build the root or apply the spec (125)
 	ReasonProtocol   Reason = "protocol"    // the host broke the protocol (125)
+	// ReasonNotRunning refuses an Exec: no container process runs in the VM (not yet,
+	// or it has exited and the VM is ending) (125).
+	ReasonNotRunning Reason = "not-running"
 )
 
 // Exit statuses of failures, as Docker reports them.

@@ -139,6 +139,31 @@ func TestRunValidate(t *testing.T) {
 	}
 }
 
+func TestExecValidate(t *testing.T) {
+	tests := []struct {
+		name string
+		e    Exec
+		err  string
+	}{
+		{"ok", Exec{Version: Version, Process: &specs.Process{Args: []string{"sh"}, Cwd: "/tmp"}}, ""},
+		{"no cwd", Exec{Version: Version, Process: &specs.Process{Args: []string{"sh"}}}, ""},
+		{"version", Exec{Version: 2, Process: &specs.Process{Args: []string{"sh"}}}, "version"},
+		{"no process", Exec{Version: Version}, "no process"},
+		{"no args", Exec{Version: Version, Process: &specs.Process{}}, "no args"},
+		{"empty arg0", Exec{Version: Version, Process: &specs.Process{Args: []string{""}}}, "no args"},
+		{"relative cwd", Exec{Version: Version, Process: &specs.Process{Args: []string{"sh"}, Cwd: "tmp"}}, "not absolute"},
+	}
+	for _, tc := range tests {
+		err := tc.e.Validate()
+		if (tc.err == "") != (err == nil) || (err != nil && !strings.Contains(err.Error(), tc.err)) {
+			t.Errorf("%s: Validate() = %v, want %q", tc.name, err, tc.err)
+		}
+	}
+	if _, err := ParseExec([]byte("{")); !errors.Is(err, ErrFrame) {
+		t.Errorf("ParseExec of bad JSON = %v, want ErrFrame", err)
+	}
+}
+
 func TestParseExit(t *testing.T) {
 	tests := []struct {
 		in  string
@@ -174,6 +199,14 @@ func FuzzDecode(f *testing.F) {
 	e.JSON(KindStarted, Started{Pid: 42})
 	e.JSON(KindExit, Exit{Status: 126, Reason: ReasonCannotExec, Message: "denied"})
 	f.Add(buf.Bytes())
+	buf.Reset()
+	e.JSON(KindHello, Hello{Version: Version, Exec: true})
+	e.JSON(KindExec, Exec{Version: Version, Process: &specs.Process{Args: []string{"cat"}, Cwd: "/tmp", Terminal: true}, Stdin: true})
+	e.Resize(Winsize{Rows: 24, Cols: 80})
+	e.JSON(KindExit, Exit{Status: 125, Reason: ReasonNotRunning, Message: "exited"})
+	f.Add(buf.Bytes())
+	f.Add(append(header(KindExec, 4), "null"...))
+	f.Add(append(header(KindExec, 29), `{"version":1,"process":null}`...))
 	f.Add(header(KindRun, 2))
 	f.Add(append(header(KindRun, 4), "null"...))
 	f.Add(append(header(KindRun, 2), "{}"...))
@@ -193,6 +226,10 @@ func FuzzDecode(f *testing.F) {
 			switch fr.Kind {
 			case KindRun:
 				ParseRun(fr.Payload)
+			case KindExec:
+				if e, err := ParseExec(fr.Payload); err == nil && (e.Process == nil || len(e.Process.Args) == 0) {
+					t.Fatalf("ParseExec accepted an exec without a command: %+v", e)
+				}
 			case KindExit:
 				if ex, err := ParseExit(fr.Payload); err == nil && (ex.Status < 0 || ex.Status > 255) {
 					t.Fatalf("ParseExit accepted status %d", ex.Status)

@@ -205,6 +205,10 @@ func TestDetachedCLI(t *testing.T) {
 	if code, out, _ := c.hull(t, "", "exec", "web", "sh", "-c", "echo $((1+1)); exit 5"); code != 5 || out != "2\n" {
 		t.Errorf("exec: %d %q", code, out)
 	}
+	// Without --hostname, the container's host name is its short ID, as in Docker.
+	if code, out, _ := c.hull(t, "", "exec", "web", "hostname"); code != 0 || out != id[:12]+"\n" {
+		t.Errorf("hostname: %d %q, want %q", code, out, id[:12])
+	}
 	if code, _, errs := c.hull(t, "", "rm", "web"); code != 125 || !strings.Contains(errs, "running") {
 		t.Errorf("rm of a running container: %d %q", code, errs)
 	}

@@ -27,7 +27,8 @@ import (
 // TestLabVM runs VM mode end to end in the nested lab (package lab): in ONE L1 boot,
 // `hull vm exec` (issue 3: the host API that boots kernel + initramfs + disks and runs a
 // process through the agent), QEMU microvm booting the same kernel and initramfs for
-// comparison, and `hull run --isolation vm` (issue 7) with its options. Each scenario
+// comparison, and `hull run --isolation vm` (issue 7) with its options and `hull exec`
+// into a running VM container. Each scenario
 // is a step; each L2 VM boots in a few seconds of emulated time.
 func TestLabVM(t *testing.T) {
 	if testenv.Short() {
@@ -158,13 +159,29 @@ func TestLabVM(t *testing.T) {
 		{"run-oom", 137, nil},
 		{"run-stdin", 0, []string{"stdin into the VM"}},
 		{"run-notfound", 127, []string{"nosuchcmd"}},
+		{"run-tty", 0, []string{"/dev/pts/", "tty-ok"}},
 		{"run-detach", 0, []string{"logs: started", "running: 1", "stopped: exited", "term", "after rm: none"}},
+		{"vmexec-start", 0, []string{"up"}},
+		{"vmexec-mark", 0, []string{"hi"}},
+		{"vmexec-status", 5, nil},
+		{"vmexec-stdin", 0, []string{"piped"}},
+		{"vmexec-missing", 127, []string{"nosuchcmd"}},
+		{"vmexec-env", 0, []string{"FOO=bar", "cwd=/tmp", "host=vmx-host"}},
+		{"vmexec-tty", 0, []string{"/dev/pts/", "tty-ok"}},
+		{"vmexec-main-visible", 0, []string{"1"}},
+		{"vmexec-concurrent", 0, []string{"fast", "slow"}},
+		{"vmexec-stop", 0, []string{"stopped: exited", "exec after stop: 125", "removed"}},
 		{"run-nostray", 0, []string{"containers: 0", "mounts: 0", "sockets: 0"}},
 	} {
 		t.Run(tt.step, func(t *testing.T) {
 			checkStep(t, step(t, tt.step), tt.status, tt.want)
 		})
 	}
+	t.Run("vmexec-time", func(t *testing.T) {
+		s := step(t, "vmexec-time")
+		checkStep(t, s, 0, []string{"WALL"})
+		t.Logf("hull exec of true into a running VM container (new vsock session, exec stage, exit), L1 clock: %.2f s", seconds(t, s.Output, "WALL"))
+	})
 	t.Run("run-boot-to-exit", func(t *testing.T) {
 		t.Logf("hull run --rm --isolation vm (create, prepare, boot, run, exit, remove), L1 clock: %.2f s",
 			seconds(t, step(t, "run-arith").Output, "WALL"))
@@ -228,6 +245,7 @@ step run-options $V -e FOO=bar -w /tmp -u 1000:1000 --hostname vmhost busybox sh
 rstdin() { echo "stdin into the VM" | $V -i busybox cat; }
 step run-stdin rstdin
 step run-notfound $V busybox nosuchcmd
+step run-tty $V -t busybox sh -c 'tty; echo tty-ok'
 detach() {
 	id=$(hull run -d --isolation vm busybox sh -c 'trap "echo term; exit 0" TERM; echo started; while true; do sleep 1; done') || return
 	short=$(echo $id | cut -c1-12)
@@ -241,6 +259,31 @@ detach() {
 	if hull ps -a | grep -q $short; then echo "after rm: still listed"; else echo "after rm: none"; fi
 }
 step run-detach detach
+# hull exec into a running VM container: a second session of its agent, in the same root.
+vmx() {
+	hull run -d --isolation vm --name vmx --hostname vmx-host busybox sh -c 'echo hi > /tmp/mark; echo started; exec sleep 1000' >/dev/null || return
+	for i in $(seq 1 240); do hull logs vmx 2>/dev/null | grep -q started && { echo up; return 0; }; sleep 0.5; done
+	echo "never started"; return 1
+}
+step vmexec-start vmx
+step vmexec-mark hull exec vmx cat /tmp/mark
+step vmexec-status hull exec vmx sh -c 'exit 5'
+xpiped() { echo piped | hull exec -i vmx cat; }
+step vmexec-stdin xpiped
+step vmexec-missing hull exec vmx nosuchcmd
+step vmexec-env hull exec -e FOO=bar -w /tmp vmx sh -c 'echo FOO=$FOO cwd=$(pwd) host=$(hostname)'
+step vmexec-tty hull exec -t vmx sh -c 'tty; echo tty-ok'
+step vmexec-main-visible hull exec vmx sh -c 'ps | grep -c "[s]leep 1000"'
+both() { hull exec vmx sh -c 'sleep 2; echo slow' & hull exec vmx echo fast; wait $!; }
+step vmexec-concurrent both
+step vmexec-time timed hull exec vmx true
+vmxstop() {
+	hull stop vmx >/dev/null || return
+	echo "stopped: $(hull ps -a | grep vmx | grep -o -i exited | tr A-Z a-z)"
+	hull exec vmx true; echo "exec after stop: $?"
+	hull rm vmx >/dev/null && echo removed
+}
+step vmexec-stop vmxstop
 nostray() {
 	echo "containers: $(ls /var/lib/hull/containers | wc -l)"
 	echo "mounts: $(grep -c /var/lib/hull/containers /proc/mounts)"

@@ -446,9 +446,73 @@ func (r *Runtime) Kill(ctx context.Context, c *container.Container, sig syscall.
 	return fmt.Errorf("%w: %s: its supervising hull process does not answer (%v)", container.ErrNotRunning, c.Name, err)
 }
 
-// Exec implements container.Runtime. The agent serves one process per VM.
+// Exec implements container.Runtime: the process runs in the container's VM, in its
+// root beside the main process, as an exec session of the guest agent. This hull
+// process dials the VM's vsock socket itself (the supervising hull process is not
+// involved). With a terminal it puts hull's own in raw mode and follows its size, and
+// it forwards the signals it gets to the process, as runc exec does.
 func (r *Runtime) Exec(ctx context.Context, c *container.Container, p *specs.Process, stdio container.IO) (int, error) {
-	return 0, errors.New("exec in a VM container is not supported yet: the guest agent runs one process per VM (use --isolation container for hull exec)")
+	sock := sockPath(c, vsockFile)
+	if _, err := os.Stat(sock); err != nil {
+		return 0, fmt.Errorf("%w: %s: its VM has no vsock socket (%v)", container.ErrNotRunning, c.Name, err)
+	}
+	dctx, cancel := context.WithTimeout(ctx, dialTimeout)
+	conn, err := guest.DialVsock(dctx, sock, guest.Port)
+	cancel()
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: connect to the guest agent: %w", c.Name, err)
+	}
+	defer conn.Close()
+
+	proc := *p
+	gs := guest.Stdio{Stdin: stdio.In, Stdout: stdio.Out, Stderr: stdio.Err}
+	if proc.Terminal {
+		t, err := attachTerminal(stdio)
+		if err != nil {
+			return 0, err
+		}
+		defer t.restore()
+		if t.size.Rows > 0 {
+			proc.ConsoleSize = &specs.Box{Height: uint(t.size.Rows), Width: uint(t.size.Cols)}
+		}
+		gs.Resize = t.resize
+	}
+	sigs, stop := forwardSignals()
+	defer stop()
+	gs.Signals = sigs
+	ex, err := guest.ExecSession(ctx, conn, guest.Exec{Process: &proc}, gs)
+	if errors.Is(err, guest.ErrNoExit) {
+		return 0, fmt.Errorf("exec in %s: the VM ended before the command's exit status came (did the container's main process exit?): %w", c.Name, err)
+	}
+	if err != nil {
+		return 0, fmt.Errorf("exec in %s: %w", c.Name, err)
+	}
+	msg := clip(ex.Message, maxMessage)
+	switch ex.Reason {
+	case guest.ReasonNone:
+		return ex.Status, nil
+	case guest.ReasonNotFound:
+		return 0, fmt.Errorf("%w: %s", container.ErrCommandNotFound, msg)
+	case guest.ReasonCannotExec:
+		return 0, fmt.Errorf("%w: %s", container.ErrCannotExec, msg)
+	case guest.ReasonNotRunning:
+		return 0, fmt.Errorf("%w: %s: %s", container.ErrNotRunning, c.Name, msg)
+	}
+	return 0, fmt.Errorf("exec in %s: guest: %s: %s (console log: %s)", c.Name, clip(string(ex.Reason), 64), msg, filepath.Join(c.Dir, consoleFile))
+}
+
+// dialTimeout bounds connecting to a running VM's agent.
+const dialTimeout = 10 * time.Second
+
+// maxMessage caps the guest's failure message shown to the user.
+const maxMessage = 4 << 10
+
+// clip shortens s, guest text, to at most n bytes.
+func clip(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
 }
 
 // Delete implements container.Runtime: disks, sockets and the host view of the root.

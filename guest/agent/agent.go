@@ -46,7 +46,36 @@ type Agent struct {
 	// spec's memory limit ("/sys/fs/cgroup"); empty, or not a cgroup2 mount, leaves the
 	// limit unapplied (with a warning): the VM's own RAM is then the limit.
 	Cgroup string
+
+	reapOnce sync.Once
+	reap     *reaper
+
+	mu       sync.Mutex
+	phase    phase
+	ctr      *ctr         // the container, while its main process runs
+	execs    map[int]bool // exec'd processes that run
+	sessions int          // exec sessions being served
 }
+
+// phase is where the VM's one container is.
+type phase int
+
+const (
+	idle    phase = iota // no Run yet
+	setup                // a Run builds the root and starts the main process
+	running              // the main process runs: Exec sessions are served
+	ended                // the main process has exited (or never started)
+)
+
+// ctr is what an exec'd process shares with the main process.
+type ctr struct {
+	root   string // the container's root folder
+	debug  bool   // the Run's Debug: the tools at /.hull/bin come first on PATH
+	cgroup string // the main process's memory cgroup, "" if none
+}
+
+// MaxExecs caps the exec sessions served at once.
+const MaxExecs = 32
 
 // New returns an Agent with the guest's paths.
 func New(log *slog.Logger) *Agent {
@@ -88,28 +117,76 @@ func statusOf(r guest.Reason) int {
 	return guest.StatusSetup
 }
 
-// Serve reads one Run request from conn, runs the process with its stdio over conn,
-// sends the Exit frame and returns it. It returns ErrNoRun when conn ended (or sent
-// garbage) before a Run request, so that the caller can accept another connection.
+func (a *Agent) reaper() *reaper {
+	a.reapOnce.Do(func() { a.reap = newReaper(a.Reap) })
+	return a.reap
+}
+
+// Serve serves one session on conn: a Run (the container's main process) or an Exec
+// (a further process in it), with its stdio over conn; it sends the Exit frame and
+// returns it. It returns ErrNoRun when conn ended (or sent garbage) before a request,
+// so that the caller can accept another connection.
 func (a *Agent) Serve(ctx context.Context, conn io.ReadWriteCloser) (guest.Exit, error) {
+	_, ex, err := a.serve(ctx, conn)
+	return ex, err
+}
+
+// serve is Serve; main says the session was the container's Run, whose end ends the VM.
+func (a *Agent) serve(ctx context.Context, conn io.ReadWriteCloser) (main bool, ex guest.Exit, err error) {
 	enc := guest.NewEncoder(conn)
 	dec := guest.NewDecoder(conn)
-	if err := enc.JSON(guest.KindHello, guest.Hello{Version: guest.Version}); err != nil {
-		return guest.Exit{}, fmt.Errorf("%w: %v", ErrNoRun, err)
+	if err := enc.JSON(guest.KindHello, guest.Hello{Version: guest.Version, Exec: true}); err != nil {
+		return false, guest.Exit{}, fmt.Errorf("%w: %v", ErrNoRun, err)
 	}
 	f, err := dec.Next()
 	if err != nil {
-		return guest.Exit{}, fmt.Errorf("%w: %v", ErrNoRun, err)
+		return false, guest.Exit{}, fmt.Errorf("%w: %v", ErrNoRun, err)
 	}
-	if f.Kind != guest.KindRun {
-		return a.report(enc, guest.Exit{}, fail(guest.ReasonProtocol, fmt.Errorf("first frame is %s, want run", f.Kind)))
+	switch f.Kind {
+	case guest.KindRun:
+		if !a.claim() {
+			ex, rerr := a.report(enc, guest.Exit{}, fail(guest.ReasonProtocol, errors.New("a container already ran in this VM: one Run per VM; use an exec request for another process")))
+			return false, ex, rerr
+		}
+		run, err := guest.ParseRun(f.Payload)
+		if err != nil {
+			a.end()
+			ex, rerr := a.report(enc, guest.Exit{}, fail(guest.ReasonSetup, err))
+			return true, ex, rerr
+		}
+		ex, ferr := a.run(ctx, run, enc, dec)
+		ex, err = a.report(enc, ex, ferr)
+		return true, ex, err
+	case guest.KindExec:
+		e, err := guest.ParseExec(f.Payload)
+		if err != nil {
+			ex, rerr := a.report(enc, guest.Exit{}, fail(guest.ReasonSetup, err))
+			return false, ex, rerr
+		}
+		ex, ferr := a.exec(ctx, e, enc, dec)
+		ex, err = a.report(enc, ex, ferr)
+		return false, ex, err
 	}
-	run, err := guest.ParseRun(f.Payload)
-	if err != nil {
-		return a.report(enc, guest.Exit{}, fail(guest.ReasonSetup, err))
+	ex, err = a.report(enc, guest.Exit{}, fail(guest.ReasonProtocol, fmt.Errorf("first frame is %s, want run or exec", f.Kind)))
+	return false, ex, err
+}
+
+// claim makes the caller's Run the VM's one container; false if a Run came first.
+func (a *Agent) claim() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.phase != idle {
+		return false
 	}
-	ex, ferr := a.run(ctx, run, enc, dec)
-	return a.report(enc, ex, ferr)
+	a.phase = setup
+	return true
+}
+
+// end marks the container's process ended: no exec is served any more.
+func (a *Agent) end() {
+	a.mu.Lock()
+	a.phase, a.ctr = ended, nil
+	a.mu.Unlock()
 }
 
 // report sends the exit frame, turning a failure into an Exit with a reason.
@@ -121,16 +198,167 @@ func (a *Agent) report(enc *guest.Encoder, ex guest.Exit, f *failure) (guest.Exi
 	return ex, enc.JSON(guest.KindExit, ex)
 }
 
+// ServeAll serves the host's connections, each a session of its own, until the
+// container's Run session has ended, and returns its exit: the VM's life is its main
+// process's. Exec sessions run beside it; when the main process exits their processes
+// are killed, and they get closeWait to report before ServeAll returns. accept returns
+// the next connection. Connections accepted after the Run's end are still answered
+// (an exec is refused: not-running) until accept fails: the caller closes the listener.
+func (a *Agent) ServeAll(ctx context.Context, accept func() (io.ReadWriteCloser, error)) (guest.Exit, error) {
+	type result struct {
+		ex  guest.Exit
+		err error
+	}
+	// handle serves one connection and says whether it was the container's Run.
+	handle := func(c io.ReadWriteCloser) (bool, guest.Exit, error) {
+		main, ex, err := a.serve(ctx, c)
+		if err == nil {
+			awaitClose(c, closeWait)
+		}
+		c.Close()
+		if errors.Is(err, ErrNoRun) {
+			a.Log.Warn("host connection without a request", "err", err)
+		}
+		return main, ex, err
+	}
+	mainDone := make(chan result, 1)
+	stop := make(chan struct{})
+	defer close(stop)
+	conns := make(chan io.ReadWriteCloser)
+	acceptErr := make(chan error, 1)
+	go func() {
+		for {
+			c, err := accept()
+			if err != nil {
+				acceptErr <- err
+				return
+			}
+			select {
+			case conns <- c:
+			case <-stop:
+				go handle(c)
+			}
+		}
+	}()
+	var others sync.WaitGroup
+	for {
+		select {
+		case err := <-acceptErr:
+			return guest.Exit{}, err
+		case r := <-mainDone:
+			drained := make(chan struct{})
+			go func() { others.Wait(); close(drained) }()
+			select {
+			case <-drained:
+			case <-time.After(closeWait):
+				a.Log.Warn("exec sessions still open after the container's exit")
+			}
+			return r.ex, r.err
+		case c := <-conns:
+			others.Add(1)
+			go func() {
+				main, ex, err := handle(c)
+				others.Done()
+				if main {
+					mainDone <- result{ex, err}
+				}
+			}()
+		}
+	}
+}
+
 func (a *Agent) run(ctx context.Context, run *guest.Run, enc *guest.Encoder, dec *guest.Decoder) (guest.Exit, *failure) {
+	a.Log.Info("run", "args", run.Spec.Process.Args)
+	defer a.end()
 	root, err := a.prepare(run)
 	if err != nil {
 		return guest.Exit{}, fail(guest.ReasonSetup, err)
 	}
-	p, ferr := a.start(root, run)
+	cgDir, cg, err := a.memoryCgroup(run.Spec)
+	if err != nil {
+		return guest.Exit{}, fail(guest.ReasonSetup, err)
+	}
+	p, ferr := a.start(proc{root: root, spec: run.Spec.Process, stdin: run.Stdin, debug: run.Debug, cgroup: cg})
+	if cg != nil {
+		cg.Close()
+	}
 	if ferr != nil {
 		return guest.Exit{}, ferr
 	}
-	a.Log.Info("started", "pid", p.pid, "args", run.Spec.Process.Args)
+	a.mu.Lock()
+	a.phase, a.ctr = running, &ctr{root: root, debug: run.Debug, cgroup: cgDir}
+	a.mu.Unlock()
+	return a.supervise(ctx, p, enc, dec, func() {
+		a.mu.Lock()
+		a.phase, a.ctr = ended, nil
+		execs := a.execs
+		a.execs = nil
+		a.mu.Unlock()
+		for pid := range execs {
+			unix.Kill(-pid, unix.SIGKILL)
+		}
+		a.killRest(p.pid)
+	})
+}
+
+// exec runs e's process in the running container.
+func (a *Agent) exec(ctx context.Context, e *guest.Exec, enc *guest.Encoder, dec *guest.Decoder) (guest.Exit, *failure) {
+	a.mu.Lock()
+	c, ph := a.ctr, a.phase
+	full := a.sessions >= MaxExecs
+	if ph == running && !full {
+		a.sessions++
+	}
+	a.mu.Unlock()
+	switch {
+	case ph == idle || ph == setup:
+		return guest.Exit{}, fail(guest.ReasonNotRunning, errors.New("the container's process has not started yet: exec once it runs"))
+	case ph == ended:
+		return guest.Exit{}, fail(guest.ReasonNotRunning, errors.New("the container's process has exited and its VM is ending: start the container again to exec in it"))
+	case full:
+		return guest.Exit{}, fail(guest.ReasonSetup, fmt.Errorf("%d exec sessions already run, the limit", MaxExecs))
+	}
+	defer func() {
+		a.mu.Lock()
+		a.sessions--
+		a.mu.Unlock()
+	}()
+	a.Log.Info("exec", "args", e.Process.Args)
+	var cg *os.File
+	if c.cgroup != "" {
+		f, err := os.Open(c.cgroup)
+		if err != nil {
+			return guest.Exit{}, fail(guest.ReasonSetup, fmt.Errorf("memory cgroup: %w", err))
+		}
+		defer f.Close()
+		cg = f
+	}
+	p, ferr := a.start(proc{root: c.root, spec: e.Process, stdin: e.Stdin, debug: c.debug, cgroup: cg})
+	if ferr != nil {
+		return guest.Exit{}, ferr
+	}
+	a.mu.Lock()
+	if a.phase == running {
+		if a.execs == nil {
+			a.execs = map[int]bool{}
+		}
+		a.execs[p.pid] = true
+	} else {
+		// The main process exited while this one started: it goes the same way.
+		unix.Kill(-p.pid, unix.SIGKILL)
+	}
+	a.mu.Unlock()
+	return a.supervise(ctx, p, enc, dec, func() {
+		a.mu.Lock()
+		delete(a.execs, p.pid)
+		a.mu.Unlock()
+	})
+}
+
+// supervise carries p's stdio, signals and resizes over the session until it exits;
+// after runs once it has exited, before the rest of its output is drained.
+func (a *Agent) supervise(ctx context.Context, p *process, enc *guest.Encoder, dec *guest.Decoder, after func()) (guest.Exit, *failure) {
+	a.Log.Info("started", "pid", p.pid)
 	if err := enc.JSON(guest.KindStarted, guest.Started{Pid: p.pid}); err != nil {
 		unix.Kill(p.pid, unix.SIGKILL)
 	}
@@ -146,12 +374,9 @@ func (a *Agent) run(ctx context.Context, run *guest.Run, enc *guest.Encoder, dec
 	exited := make(chan struct{})
 	go a.readHost(dec, enc, p, exited)
 
-	ws, err := a.wait(p.pid)
+	ws := <-p.status
 	close(exited)
-	if err != nil {
-		return guest.Exit{}, fail(guest.ReasonSetup, fmt.Errorf("wait for pid %d: %w", p.pid, err))
-	}
-	a.killRest(p.pid)
+	after()
 
 	// Output still buffered in the pipes goes out before the exit frame; a descendant
 	// that escaped the kill and holds a pipe open cannot stall the report for long.
@@ -160,7 +385,7 @@ func (a *Agent) run(ctx context.Context, run *guest.Run, enc *guest.Encoder, dec
 	select {
 	case <-drained:
 	case <-time.After(2 * time.Second):
-		a.Log.Warn("output still open after the process exited; dropping the rest")
+		a.Log.Warn("output still open after the process exited; dropping the rest", "pid", p.pid)
 	case <-ctx.Done():
 	}
 	p.close()
@@ -176,27 +401,6 @@ func exitOf(ws unix.WaitStatus) guest.Exit {
 	return guest.Exit{Status: ws.ExitStatus()}
 }
 
-// wait waits for pid; as PID 1 it reaps every other child on the way.
-func (a *Agent) wait(pid int) (unix.WaitStatus, error) {
-	target := pid
-	if a.Reap {
-		target = -1
-	}
-	for {
-		var ws unix.WaitStatus
-		got, err := unix.Wait4(target, &ws, 0, nil)
-		if errors.Is(err, unix.EINTR) {
-			continue
-		}
-		if err != nil {
-			return 0, err
-		}
-		if got == pid {
-			return ws, nil
-		}
-	}
-}
-
 // killRest kills what the main process left behind: every process as PID 1, else the
 // process group it led.
 func (a *Agent) killRest(pid int) {
@@ -205,18 +409,8 @@ func (a *Agent) killRest(pid int) {
 		unix.Kill(-pid, unix.SIGKILL)
 		return
 	}
+	done := a.reaper().whenEmpty()
 	unix.Kill(-1, unix.SIGKILL)
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			var ws unix.WaitStatus
-			_, err := unix.Wait4(-1, &ws, 0, nil)
-			if err != nil && !errors.Is(err, unix.EINTR) {
-				return // ECHILD: all reaped
-			}
-		}
-	}()
 	select {
 	case <-done:
 	case <-time.After(2 * time.Second):

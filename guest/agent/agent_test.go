@@ -36,6 +36,10 @@ type agentConfig struct {
 	// Reap makes the agent reap and kill like the guest's init. The subprocess is always
 	// PID 1 of a new PID namespace, so nothing it starts outlives it.
 	Reap bool
+	// Listen, when set, is a Unix socket path: the agent serves every connection on it
+	// (ServeAll) instead of one Run on fd 3, then After more sessions with Serve.
+	Listen string
+	After  int
 }
 
 func TestMain(m *testing.M) {
@@ -60,6 +64,9 @@ func serveOnce(cfg string) int {
 	a.Sys, a.Work, a.Base, a.Tools = c.Sys, c.Work, c.Base, c.Tools
 	a.Reap = c.Reap
 	a.DiskWait = 0
+	if c.Listen != "" {
+		return serveAll(a, log, c)
+	}
 	conn := os.NewFile(3, "conn")
 	if _, err := a.Serve(context.Background(), conn); err != nil {
 		log.Error("serve", "err", err)
@@ -67,6 +74,42 @@ func serveOnce(cfg string) int {
 	}
 	return 0
 }
+
+// serveAll is the agent subprocess in listening mode.
+func serveAll(a *agent.Agent, log *slog.Logger, c agentConfig) int {
+	l, err := net.Listen("unix", c.Listen)
+	if err != nil {
+		log.Error("listen", "err", err)
+		return 1
+	}
+	accept := func() (io.ReadWriteCloser, error) { return l.Accept() }
+	_, err = a.ServeAll(context.Background(), accept)
+	l.Close()
+	if err != nil {
+		log.Error("serve", "err", err)
+		return 1
+	}
+	// The sessions after the Run's end, on a second socket (afterSocket).
+	l, err = net.Listen("unix", afterSocket(c.Listen))
+	if err != nil {
+		log.Error("listen", "err", err)
+		return 1
+	}
+	defer l.Close()
+	for range c.After {
+		conn, err := l.Accept()
+		if err != nil {
+			log.Error("accept", "err", err)
+			return 1
+		}
+		a.Serve(context.Background(), conn)
+		conn.Close()
+	}
+	return 0
+}
+
+// afterSocket is where a listening test agent serves its After sessions.
+func afterSocket(listen string) string { return listen + ".after" }
 
 // testAgent is an agent subprocess and a client connected to it.
 type testAgent struct {
@@ -96,6 +139,9 @@ func startAgent(t *testing.T, c agentConfig) *testAgent {
 	cmd := exec.Command(os.Args[0])
 	cmd.Env = append(os.Environ(), agentEnv+"="+string(cfg))
 	cmd.ExtraFiles = []*os.File{theirs}
+	if c.Listen != "" {
+		cmd.ExtraFiles = nil
+	}
 	var log bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &log, &log
 	cmd.SysProcAttr = &syscall.SysProcAttr{
@@ -132,6 +178,9 @@ func startAgent(t *testing.T, c agentConfig) *testAgent {
 		})
 	}
 	t.Cleanup(wait)
+	if c.Listen != "" {
+		return &testAgent{Wait: wait, Log: log.String, Client: dialer(c.Listen)}
+	}
 	used := false
 	return &testAgent{Wait: wait, Log: log.String, Client: guest.Client{Dial: func(context.Context) (net.Conn, error) {
 		if used {
@@ -140,6 +189,19 @@ func startAgent(t *testing.T, c agentConfig) *testAgent {
 		used = true
 		return conn, nil
 	}}}
+}
+
+// dialer is a client that connects to a listening test agent at path, once it listens.
+func dialer(path string) guest.Client {
+	return guest.Client{Dial: func(ctx context.Context) (net.Conn, error) {
+		for {
+			conn, err := (&net.Dialer{}).DialContext(ctx, "unix", path)
+			if err == nil || ctx.Err() != nil {
+				return conn, err
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}}
 }
 
 // busyboxRoot makes a root folder with a static busybox and its applets.
@@ -325,6 +387,24 @@ func TestTerminal(t *testing.T) {
 	}
 	if r.stderr != "" {
 		t.Errorf("stderr %q: with a terminal everything goes to stdout", r.stderr)
+	}
+}
+
+// TestTerminalOwnDevpts gives the container a /dev of its own with a new devpts
+// instance, as hull's bundles do: the terminal must come from that instance, or the
+// process cannot name it (tty: not a tty).
+func TestTerminalOwnDevpts(t *testing.T) {
+	c := startAgent(t, agentConfig{Base: busyboxRoot(t, t.TempDir())})
+	s := spec("sh", "-c", "tty; echo done")
+	s.Process.Terminal = true
+	s.Mounts = []specs.Mount{
+		{Destination: "/proc", Type: "proc", Source: "proc"},
+		{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "mode=755"}},
+		{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+	}
+	r := run(t, c, guest.Run{Spec: s}, nil, nil)
+	if r.exit.Status != 0 || !strings.Contains(r.stdout, "/dev/pts/0") || strings.Contains(r.stdout, "not a tty") {
+		t.Errorf("exit %+v, output %q: want the terminal named /dev/pts/0", r.exit, r.stdout)
 	}
 }
 

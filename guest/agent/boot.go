@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"os"
 	"strconv"
@@ -101,24 +102,9 @@ func serveVsock(log *slog.Logger, port uint32) error {
 	}
 	defer unix.Close(l)
 	log.Info("hull-init listening", "vsock_port", port)
-	a := New(log)
-	for {
-		conn, err := acceptVsock(l)
-		if err != nil {
-			return err
-		}
-		ex, err := a.Serve(context.Background(), conn)
-		if err == nil {
-			awaitClose(conn, closeWait)
-		}
-		conn.Close()
-		if errors.Is(err, ErrNoRun) {
-			log.Warn("host connection without a run request", "err", err)
-			continue
-		}
-		log.Info("process exited", "status", ex.Status, "reason", ex.Reason)
-		return err
-	}
+	ex, err := New(log).ServeAll(context.Background(), func() (io.ReadWriteCloser, error) { return acceptVsock(l) })
+	log.Info("process exited", "status", ex.Status, "reason", ex.Reason)
+	return err
 }
 
 // closeWait bounds how long the agent waits for the host to hang up after the exit.
@@ -127,8 +113,11 @@ const closeWait = 2 * time.Second
 // awaitClose waits until the host closes conn (it does once it has the exit frame), or
 // d passes. A write to a vsock socket only queues the data in the guest kernel, which
 // hands it to the device later: ending the VM at once could lose the exit frame.
-func awaitClose(conn *os.File, d time.Duration) {
-	conn.SetReadDeadline(time.Now().Add(d))
+func awaitClose(conn io.Reader, d time.Duration) {
+	dl, ok := conn.(interface{ SetReadDeadline(time.Time) error })
+	if !ok || dl.SetReadDeadline(time.Now().Add(d)) != nil {
+		return
+	}
 	buf := make([]byte, 4096)
 	for {
 		if _, err := conn.Read(buf); err != nil {

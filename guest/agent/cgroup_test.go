@@ -25,9 +25,9 @@ func TestMemoryCgroupSkipped(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			a := &Agent{Log: slog.New(slog.DiscardHandler), Cgroup: tt.cgroup}
-			f, err := a.memoryCgroup(tt.spec)
-			if err != nil || f != nil {
-				t.Errorf("memoryCgroup = %v, %v; want nil, nil", f, err)
+			dir, f, err := a.memoryCgroup(tt.spec)
+			if err != nil || f != nil || dir != "" {
+				t.Errorf("memoryCgroup = %q, %v, %v; want \"\", nil, nil", dir, f, err)
 			}
 		})
 	}

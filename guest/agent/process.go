@@ -57,8 +57,9 @@ type output struct {
 // process is a started container process and the agent's ends of its stdio.
 type process struct {
 	pid      int
-	stdin    *os.File // nil when the process reads /dev/null
-	master   *os.File // the terminal, when there is one
+	status   <-chan unix.WaitStatus // from the reaper, once it has exited
+	stdin    *os.File               // nil when the process reads /dev/null
+	master   *os.File               // the terminal, when there is one
 	terminal bool
 	outs     []output
 }
@@ -72,9 +73,19 @@ func (p *process) close() {
 	}
 }
 
-// start runs the exec stage for run's process in root and waits until it has exec'd.
-func (a *Agent) start(root string, run *guest.Run) (*process, *failure) {
-	sp := run.Spec.Process
+// proc is a process to start: the main process of a Run or an exec'd one.
+type proc struct {
+	root   string
+	spec   *specs.Process
+	stdin  bool     // the host sends stdin
+	debug  bool     // put the debug tools first on PATH
+	cgroup *os.File // the memory cgroup to start in, or nil
+}
+
+// start runs the exec stage for pr in its root and waits until it has exec'd.
+func (a *Agent) start(pr proc) (*process, *failure) {
+	sp := pr.spec
+	root := pr.root
 	cfg := execConfig{
 		Root: root, Cwd: sp.Cwd, Args: sp.Args, Env: sp.Env,
 		UID: sp.User.UID, GID: sp.User.GID, Groups: sp.User.AdditionalGids, Umask: sp.User.Umask,
@@ -83,7 +94,7 @@ func (a *Agent) start(root string, run *guest.Run) (*process, *failure) {
 	if cfg.Cwd == "" {
 		cfg.Cwd = "/"
 	}
-	if run.Debug && a.Tools != "" {
+	if pr.debug && a.Tools != "" {
 		cfg.Env = withPath(cfg.Env, "/.hull/bin")
 	}
 	for _, r := range cfg.Rlimits {
@@ -108,7 +119,7 @@ func (a *Agent) start(root string, run *guest.Run) (*process, *failure) {
 		}
 	}()
 	if sp.Terminal {
-		m, s, err := openPty(a.Dev)
+		m, s, err := a.openTerminal(root)
 		if err != nil {
 			return nil, fail(guest.ReasonSetup, err)
 		}
@@ -123,7 +134,7 @@ func (a *Agent) start(root string, run *guest.Run) (*process, *failure) {
 		sys.Ctty = 0
 	} else {
 		var in *os.File
-		if run.Stdin {
+		if pr.stdin {
 			r, w, err := os.Pipe()
 			if err != nil {
 				return nil, fail(guest.ReasonSetup, err)
@@ -156,18 +167,17 @@ func (a *Agent) start(root string, run *guest.Run) (*process, *failure) {
 	defer mine.Close()
 	cleanups = append(cleanups, theirs)
 
-	if cg, err := a.memoryCgroup(run.Spec); err != nil {
-		return nil, fail(guest.ReasonSetup, err)
-	} else if cg != nil {
-		defer cg.Close()
-		sys.UseCgroupFD, sys.CgroupFD = true, int(cg.Fd())
+	if pr.cgroup != nil {
+		sys.UseCgroupFD, sys.CgroupFD = true, int(pr.cgroup.Fd())
 	}
 
 	fds := []uintptr{child[0].Fd(), child[1].Fd(), child[2].Fd(), theirs.Fd()}
-	pid, err := syscall.ForkExec(a.Self, []string{"hull-init", "exec"}, &syscall.ProcAttr{
-		Env:   []string{stageEnv + "=exec"},
-		Files: fds,
-		Sys:   sys,
+	pid, status, err := a.reaper().fork(func() (int, error) {
+		return syscall.ForkExec(a.Self, []string{"hull-init", "exec"}, &syscall.ProcAttr{
+			Env:   []string{stageEnv + "=exec"},
+			Files: fds,
+			Sys:   sys,
+		})
 	})
 	if err != nil {
 		p.close()
@@ -180,8 +190,7 @@ func (a *Agent) start(root string, run *guest.Run) (*process, *failure) {
 	unix.Shutdown(int(mine.Fd()), unix.SHUT_WR)
 	reply, rerr := io.ReadAll(io.LimitReader(mine, 64<<10))
 	if werr != nil || rerr != nil || len(reply) > 0 {
-		var ws unix.WaitStatus
-		unix.Wait4(pid, &ws, 0, nil)
+		ws := <-status
 		p.close()
 		var se stageError
 		if len(reply) == 0 || json.Unmarshal(reply, &se) != nil || se.Reason == "" {
@@ -189,7 +198,7 @@ func (a *Agent) start(root string, run *guest.Run) (*process, *failure) {
 		}
 		return nil, fail(se.Reason, fmt.Errorf("%s", se.Message))
 	}
-	p.pid = pid
+	p.pid, p.status = pid, status
 	return p, nil
 }
 
@@ -217,9 +226,23 @@ func cutEnv(e, key string) (string, bool) {
 	return "", false
 }
 
-// openPty opens a new terminal pair from dev's ptmx.
-func openPty(dev string) (master, slave *os.File, err error) {
-	m, err := os.OpenFile(filepath.Join(dev, "ptmx"), os.O_RDWR|unix.O_NOCTTY, 0)
+// openTerminal opens a terminal pair for a process in root: from the container's own
+// devpts when one is mounted at its /dev/pts (a runc-style mount list mounts a new
+// instance there), so that the process finds its terminal as /dev/pts/N; else from the
+// agent's /dev (a container whose /dev is the guest's).
+func (a *Agent) openTerminal(root string) (master, slave *os.File, err error) {
+	if pts, err := inRoot(root, "/dev/pts"); err == nil {
+		var st unix.Statfs_t
+		if unix.Statfs(pts, &st) == nil && st.Type == unix.DEVPTS_SUPER_MAGIC {
+			return openPty(filepath.Join(pts, "ptmx"), pts)
+		}
+	}
+	return openPty(filepath.Join(a.Dev, "ptmx"), filepath.Join(a.Dev, "pts"))
+}
+
+// openPty opens a new terminal pair from ptmx, whose devpts is mounted at pts.
+func openPty(ptmx, pts string) (master, slave *os.File, err error) {
+	m, err := os.OpenFile(ptmx, os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		return nil, nil, fmt.Errorf("open ptmx: %w", err)
 	}
@@ -236,7 +259,7 @@ func openPty(dev string) (master, slave *os.File, err error) {
 		m.Close()
 		return nil, nil, fmt.Errorf("pty number: %w", err)
 	}
-	s, err := os.OpenFile(filepath.Join(dev, "pts", fmt.Sprint(n)), os.O_RDWR|unix.O_NOCTTY, 0)
+	s, err := os.OpenFile(filepath.Join(pts, fmt.Sprint(n)), os.O_RDWR|unix.O_NOCTTY, 0)
 	if err != nil {
 		m.Close()
 		return nil, nil, fmt.Errorf("open pty %d: %w", n, err)
@@ -263,39 +286,40 @@ func control(f *os.File, fn func(fd int) error) error {
 	return ferr
 }
 
-// memoryCgroup makes the cgroup that applies the spec's memory limit and returns it
-// opened, for the exec stage to start in (clone3 CLONE_INTO_CGROUP), or nil when the
-// spec has no limit or the guest has no cgroup v2 with the memory controller.
-func (a *Agent) memoryCgroup(spec *specs.Spec) (*os.File, error) {
+// memoryCgroup makes the cgroup that applies the spec's memory limit and returns its
+// path and the folder opened, for the exec stage to start in (clone3
+// CLONE_INTO_CGROUP), or "" and nil when the spec has no limit or the guest has no
+// cgroup v2 with the memory controller. Exec'd processes start in it too.
+func (a *Agent) memoryCgroup(spec *specs.Spec) (string, *os.File, error) {
 	if spec.Linux == nil || spec.Linux.Resources == nil || spec.Linux.Resources.Memory == nil {
-		return nil, nil
+		return "", nil, nil
 	}
 	m := spec.Linux.Resources.Memory
 	if m.Limit == nil || *m.Limit <= 0 {
-		return nil, nil
+		return "", nil, nil
 	}
 	var st unix.Statfs_t
 	if a.Cgroup == "" || unix.Statfs(a.Cgroup, &st) != nil || st.Type != unix.CGROUP2_SUPER_MAGIC {
 		a.Log.Warn("memory limit not applied: no cgroup v2 in the guest", "limit", *m.Limit)
-		return nil, nil
+		return "", nil, nil
 	}
 	// Enabling a controller for the children fails only when the kernel lacks it.
 	if err := os.WriteFile(filepath.Join(a.Cgroup, "cgroup.subtree_control"), []byte("+memory"), 0); err != nil {
 		a.Log.Warn("memory limit not applied: no memory controller in the guest kernel", "err", err)
-		return nil, nil
+		return "", nil, nil
 	}
 	dir := filepath.Join(a.Cgroup, "hull-"+strconv.Itoa(os.Getpid())+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 	if err := os.Mkdir(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("memory cgroup: %w", err)
+		return "", nil, fmt.Errorf("memory cgroup: %w", err)
 	}
 	if err := os.WriteFile(filepath.Join(dir, "memory.max"), []byte(strconv.FormatInt(*m.Limit, 10)), 0); err != nil {
-		return nil, fmt.Errorf("memory limit %d: %w", *m.Limit, err)
+		return "", nil, fmt.Errorf("memory limit %d: %w", *m.Limit, err)
 	}
 	// No swap beyond the limit (the guest has none anyway; the file exists with CONFIG_SWAP).
 	os.WriteFile(filepath.Join(dir, "memory.swap.max"), []byte("0"), 0)
 	f, err := os.Open(dir)
 	if err != nil {
-		return nil, fmt.Errorf("memory cgroup: %w", err)
+		return "", nil, fmt.Errorf("memory cgroup: %w", err)
 	}
-	return f, nil
+	return dir, f, nil
 }
