@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
@@ -291,12 +292,67 @@ func (m *Manager) supervise(ctx context.Context, c *Container, stdio IO, sig Sig
 	}
 	stdio.TTY = c.TTY
 	t0 := time.Now()
-	p, err := rt.Start(ctx, c, stdio)
+	// Signals are forwarded from the start on: until the process runs, a terminating
+	// one (Ctrl-C, stop) cancels the start, so a VM whose guest never answers can be
+	// given up on.
+	startCtx, cancelStart := context.WithCancelCause(ctx)
+	defer cancelStart(nil)
+	var (
+		pmu     sync.Mutex
+		proc    Process
+		pending []syscall.Signal // arrived before the process ran: delivered once it does
+	)
+	exited := make(chan struct{})
+	stopSignals := sync.OnceFunc(func() { close(exited) })
+	defer stopSignals()
+	go func() {
+		for {
+			select {
+			case s := <-sig.Signal:
+				pmu.Lock()
+				pp := proc
+				pmu.Unlock()
+				n, ok := s.(syscall.Signal)
+				switch {
+				case !ok:
+				case pp != nil:
+					pp.Signal(n)
+				default:
+					pmu.Lock()
+					pending = append(pending, n)
+					pmu.Unlock()
+					if n == unix.SIGINT || n == unix.SIGTERM || n == unix.SIGHUP || n == unix.SIGQUIT {
+						// The runtime gives up unless the process already runs.
+						cancelStart(fmt.Errorf("start of %s given up on %v", c.Name, n))
+					}
+				}
+			case w := <-sig.Resize:
+				pmu.Lock()
+				if proc != nil {
+					proc.Resize(w)
+				}
+				pmu.Unlock()
+			case <-exited:
+				return
+			}
+		}
+	}()
+	p, err := rt.Start(startCtx, c, stdio)
 	if err != nil {
 		if c.Remove {
 			m.remove(context.WithoutCancel(ctx), c, rt)
 		}
+		if cause := context.Cause(startCtx); cause != nil && !errors.Is(cause, context.Canceled) {
+			return 0, cause
+		}
 		return 0, err
+	}
+	pmu.Lock()
+	proc = p
+	early := pending
+	pmu.Unlock()
+	for _, n := range early {
+		p.Signal(n)
 	}
 	c.Pid = p.Pid()
 	c.PidStart, _ = procStart(c.Pid)
@@ -312,23 +368,8 @@ func (m *Manager) supervise(ctx context.Context, c *Container, stdio IO, sig Sig
 	if ready != nil {
 		ready(nil)
 	}
-	exited := make(chan struct{})
-	go func() {
-		for {
-			select {
-			case s := <-sig.Signal:
-				if n, ok := s.(syscall.Signal); ok {
-					p.Signal(n)
-				}
-			case w := <-sig.Resize:
-				p.Resize(w)
-			case <-exited:
-				return
-			}
-		}
-	}()
 	code, err = p.Wait()
-	close(exited)
+	stopSignals()
 	m.log().Debug("container exited", "container", c.ShortID(), "status", code, "took", time.Since(t0))
 	bg := context.WithoutCancel(ctx)
 	c.Status, c.ExitCode = Exited, code

@@ -37,6 +37,11 @@ const (
 	DefaultScratchSize = 8 << 30
 )
 
+// StartTimeout bounds a container's start in its VM: from booting the VM to the agent
+// starting the process. A guest kernel that cannot boot on the host's KVM hangs
+// without a word; the nested lab boots one in a few seconds of emulated time.
+const StartTimeout = 2 * time.Minute
+
 // Files in the container's directory.
 const (
 	scratchFile = "scratch.img"
@@ -258,11 +263,27 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 		Started: func(int) { close(p.started) }}
 	run := guest.Run{Spec: spec, Layers: layers, Scratch: Scratch}
 	go p.run(bg, run, gs)
+	deadline := time.NewTimer(StartTimeout)
+	defer deadline.Stop()
 	select {
 	case <-p.started:
 		r.log().Debug("VM process started", "container", c.ShortID(), "cpus", cpus, "memory_mib", mib, "took", time.Since(t0))
 		return p, nil
 	case <-p.exited:
+	case <-ctx.Done():
+		select {
+		case <-p.started: // it runs: too late to give up
+			return p, nil
+		default:
+		}
+		p.vm.Stop()
+		<-p.exited
+		return nil, fmt.Errorf("start in VM: %w", context.Cause(ctx))
+	case <-deadline.C:
+		p.vm.Stop()
+		<-p.exited
+		return nil, fmt.Errorf("start in VM: the guest did not start the process within %v: its kernel may not boot on this host's KVM (console log: %s)",
+			StartTimeout, filepath.Join(c.Dir, consoleFile))
 	}
 	if p.err != nil {
 		return nil, p.err

@@ -288,6 +288,10 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 			}
 			return nil, r.fail(c, "run", p.runErr, "")
 		case <-ctx.Done():
+			if pid, ok := readPid(pidFile); ok { // it runs: too late to give up
+				p.pid = pid
+				return p, nil
+			}
 			x.Process.Kill()
 			<-p.exited
 			r.command(context.WithoutCancel(ctx), c, "delete", "--force", c.ID)
