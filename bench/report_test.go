@@ -87,4 +87,3 @@ func TestTableComparesEachPlaceWithItsOwnBaseline(t *testing.T) {
 		t.Errorf("the lab's missing hull-container was merged although the host measures it:\n%s", out)
 	}
 }
-

@@ -36,7 +36,7 @@ type Config struct {
 	// booted instead of Kernel: QEMU enters it through PVH without decompressing a bzImage
 	// under TCG, which saves about 2 s per L1 boot.
 	KernelELF string
-	Modules   string // folder with irqbypass.ko, ccp.ko, kvm.ko and kvm-amd.ko for that kernel
+	Modules   string // folder with the modules L1 loads (kvm-amd.ko, erofs.ko...: moduleNames) for that kernel
 	Busybox   string // a static busybox
 
 	// Payload maps an L1 path to a host file copied there (hull binaries, the guest

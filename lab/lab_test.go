@@ -7,12 +7,17 @@ import (
 	"errors"
 	"io"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/u-root/u-root/pkg/cpio"
+
+	"github.com/hullvm/hull/cache"
+	"github.com/hullvm/hull/internal/testenv"
 )
 
 // entry is one record of an archive, read back with u-root's independent newc reader.
@@ -158,6 +163,70 @@ func TestInitScript(t *testing.T) {
 			t.Fatalf("init script lacks %q after offset %d:\n%s", w, at, s)
 		}
 		at += i + len(w)
+	}
+}
+
+// TestModulesMatchLabKernel checks that scripts/lab-kernel copies the modules L1
+// loads, in the same order: its cache key is that list, so a module added here and
+// not there would leave CI machines with a cache that lacks it.
+func TestModulesMatchLabKernel(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "scripts", "lab-kernel"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, list, ok := strings.Cut(string(b), "\nmodules=(")
+	list, _, ok2 := strings.Cut(list, ")")
+	if !ok || !ok2 {
+		t.Fatal("scripts/lab-kernel has no modules=( ... ) list")
+	}
+	var got []string
+	for _, f := range strings.Fields(list) {
+		got = append(got, strings.TrimSuffix(filepath.Base(f), ".ko"))
+	}
+	if want := moduleNames(); !slices.Equal(got, want) {
+		t.Errorf("scripts/lab-kernel copies %v, L1 loads %v", got, want)
+	}
+}
+
+// TestModuleOrder checks, on the cached modules, that each one's dependencies (modinfo
+// depends, and softdep pre: by module name or alias) load before it: L1 has no
+// modprobe to resolve them.
+func TestModuleOrder(t *testing.T) {
+	modinfo := testenv.RequireBinary(t, "modinfo")
+	dir := cache.Dir(cache.DefaultDir)
+	if v := os.Getenv("HULL_CACHE"); v != "" {
+		dir = cache.Dir(v)
+	}
+	info := func(ko, field string) []string {
+		t.Helper()
+		out, err := exec.Command(modinfo, "-F", field, ko).Output()
+		if err != nil {
+			t.Fatalf("modinfo -F %s %s: %v", field, ko, err)
+		}
+		return strings.FieldsFunc(string(out), func(r rune) bool { return r == ',' || r == '\n' || r == ' ' })
+	}
+	loaded := map[string]bool{}
+	for _, m := range moduleNames() {
+		ko := filepath.Join(dir.LabModules(), m+".ko")
+		testenv.RequireFile(t, ko, "the lab's module "+m+" (scripts/lab-kernel)")
+		var deps []string
+		for _, d := range info(ko, "depends") {
+			deps = append(deps, strings.ReplaceAll(d, "-", "_"))
+		}
+		for _, d := range info(ko, "softdep") {
+			if d != "pre:" && d != "post:" {
+				deps = append(deps, d)
+			}
+		}
+		for _, d := range deps {
+			if !loaded[d] {
+				t.Errorf("%s needs %s, which no module before it provides (order %v)", m, d, moduleNames())
+			}
+		}
+		loaded[strings.ReplaceAll(m, "-", "_")] = true
+		for _, a := range info(ko, "alias") {
+			loaded[a] = true
+		}
 	}
 }
 

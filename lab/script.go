@@ -9,8 +9,13 @@ import (
 )
 
 // moduleNames are the kernel modules L1 loads, in this order, from Config.Modules (file
-// name + ".ko"): kvm-amd needs kvm and ccp, kvm needs irqbypass.
-func moduleNames() []string { return []string{"irqbypass", "ccp", "kvm", "kvm-amd"} }
+// name + ".ko"); scripts/lab-kernel copies the same list. KVM: kvm-amd needs kvm and
+// ccp, kvm needs irqbypass. Container mode (EROFS layer disks on loop devices under an
+// overlay): erofs needs libcrc32c, which needs a crc32c implementation (its softdep,
+// which nothing in L1 would load on demand).
+func moduleNames() []string {
+	return []string{"irqbypass", "ccp", "kvm", "kvm-amd", "crc32c_generic", "libcrc32c", "erofs", "overlay", "loop"}
+}
 
 // frame names the markers of one run. Markers carry a random nonce so that nothing the
 // script or a payload program prints can be mistaken for one.
@@ -37,7 +42,8 @@ func newFrame() (frame, error) {
 func (f frame) marker(kind string) string { return "HULL-LAB-" + kind + "-" + f.nonce }
 
 // initScript is L1's /init: mount the pseudo file systems, install busybox's applets,
-// load the KVM modules, run the script from /payload and report its status.
+// load the modules (KVM, and what container mode needs), run the script from /payload
+// and report its status.
 func (f frame) initScript() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, `#!/bin/busybox sh

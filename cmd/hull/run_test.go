@@ -21,8 +21,8 @@ import (
 	"github.com/hullvm/hull/container"
 	"github.com/hullvm/hull/container/containertest"
 	"github.com/hullvm/hull/host"
-	"github.com/hullvm/hull/kvm"
 	"github.com/hullvm/hull/internal/testenv"
+	"github.com/hullvm/hull/kvm"
 )
 
 // With HULL_TEST_MAIN=1 the test binary is hull itself, so the tests (and the shims
