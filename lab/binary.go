@@ -2,7 +2,10 @@ package lab
 
 import (
 	"fmt"
+	"io/fs"
 	"os/exec"
+	"path"
+	"path/filepath"
 	"strings"
 )
 
@@ -38,4 +41,24 @@ func ParseLdd(out string) []string {
 		}
 	}
 	return libs
+}
+
+// AddTree adds every regular file under the host folder dir to a payload, under the L1
+// folder l1dir (relative to /payload), keeping the layout.
+func AddTree(payload map[string]string, dir, l1dir string) error {
+	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
+		if err != nil || !e.Type().IsRegular() {
+			return err
+		}
+		rel, err := filepath.Rel(dir, p)
+		if err != nil {
+			return err
+		}
+		payload[path.Join(l1dir, filepath.ToSlash(rel))] = p
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("lab: add %s: %w", dir, err)
+	}
+	return nil
 }

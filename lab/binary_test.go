@@ -1,6 +1,9 @@
 package lab
 
 import (
+	"maps"
+	"os"
+	"path/filepath"
 	"slices"
 	"testing"
 )
@@ -40,5 +43,36 @@ func TestAddBinary(t *testing.T) {
 	}
 	if len(static) != 1 {
 		t.Fatalf("a static program brought libraries: %v", static)
+	}
+}
+
+func TestAddTree(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"a", "sub/b", "sub/deeper/c"} {
+		p := filepath.Join(dir, f)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(f), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("a", filepath.Join(dir, "link")); err != nil {
+		t.Fatal(err)
+	}
+	payload := map[string]string{}
+	if err := AddTree(payload, dir, "cache/img"); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{
+		"cache/img/a":            filepath.Join(dir, "a"),
+		"cache/img/sub/b":        filepath.Join(dir, "sub/b"),
+		"cache/img/sub/deeper/c": filepath.Join(dir, "sub/deeper/c"),
+	}
+	if !maps.Equal(payload, want) {
+		t.Errorf("payload %v, want %v (regular files only)", payload, want)
+	}
+	if err := AddTree(payload, filepath.Join(dir, "missing"), "x"); err == nil {
+		t.Error("AddTree of a missing folder succeeded")
 	}
 }

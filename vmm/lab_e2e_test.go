@@ -6,9 +6,7 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -16,9 +14,9 @@ import (
 
 	"github.com/u-root/u-root/pkg/cpio"
 
-	"github.com/hullvm/hull/cache"
 	"github.com/hullvm/hull/internal/testenv"
 	"github.com/hullvm/hull/lab"
+	"github.com/hullvm/hull/lab/labtest"
 )
 
 // TestLabBoot boots real Linux kernels with `hull vm run` inside the nested lab (L1
@@ -32,22 +30,18 @@ func TestLabBoot(t *testing.T) {
 	if testenv.Short() {
 		t.Skip("nested lab: minutes of emulation (go test -short leaves it out)")
 	}
-	d := cache.Dir(envOr("HULL_CACHE", cache.DefaultDir))
+	d := labtest.Cache()
 	cfg := lab.Default(d)
 	testenv.RequireBinary(t, cfg.QEMU)
 	testenv.RequireFile(t, cfg.Kernel, "the lab's L1 kernel")
 	testenv.RequireFile(t, cfg.Busybox, "the lab's busybox")
 	testenv.RequireFile(t, d.Kernel(), "hull's guest kernel")
+	testenv.RequireFile(t, d.KernelELF(), "hull's guest kernel as an ELF vmlinux")
 	tmp := t.TempDir()
 
 	bins := map[string]string{}
 	for _, name := range []string{"hull", "hull-vmm"} {
-		bins[name] = filepath.Join(tmp, name)
-		build := exec.Command("go", "build", "-trimpath", "-o", bins[name], "github.com/hullvm/hull/cmd/"+name)
-		build.Env = append(os.Environ(), "CGO_ENABLED=0") // L1 has no C library
-		if out, err := build.CombinedOutput(); err != nil {
-			t.Fatalf("build %s: %v\n%s", name, err, out)
-		}
+		bins[name] = labtest.Build(t, tmp, "cmd/"+name)
 	}
 	initrd := filepath.Join(tmp, "l2.cpio")
 	writeL2Initramfs(t, initrd, cfg.Busybox)
@@ -56,15 +50,17 @@ func TestLabBoot(t *testing.T) {
 		"hull":             bins["hull"],
 		"hull-vmm":         bins["hull-vmm"],
 		"l2.cpio":          initrd,
-		"debian.bzImage":   cfg.Kernel, // L1's kernel boots as L2 too
-		"hull.bzImage":     d.Kernel(),
-		"qemu":             testenv.RequireBinary(t, "qemu-system-x86_64"),
+		"debian.kernel":    cfg.Kernel, // L1's kernel boots as L2 too
+		"hull.kernel":      d.Kernel(),
+		"hull-elf.kernel":  d.KernelELF(),                      // the same kernel uncompressed: PVH entry, no decompression
 		"bios-microvm.bin": "/usr/share/qemu/bios-microvm.bin", // found through -L .
 	}
-	addLibraries(t, cfg.Payload, "/usr/bin/qemu-system-x86_64")
+	if err := lab.AddBinary(cfg.Payload, testenv.RequireBinary(t, "qemu-system-x86_64"), "qemu"); err != nil {
+		t.Fatal(err)
+	}
 	cfg.Script = labBootScript(labKernels)
 	cfg.Timeout = 30 * time.Minute
-	cfg.Log = testLog{t}
+	cfg.Log = labtest.Log(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout+time.Minute)
 	defer cancel()
@@ -98,11 +94,11 @@ func TestLabBoot(t *testing.T) {
 						name, in, ex, l2Uptime(s.Output))
 				}
 			}
-			q, qx := median(toInit[len(labVMMs)-1]), median(toExit[len(labVMMs)-1])
+			q, qx := labtest.Median(toInit[len(labVMMs)-1]), labtest.Median(toExit[len(labVMMs)-1])
 			for i, vmm := range labVMMs[:len(labVMMs)-1] {
-				h := median(toInit[i])
+				h := labtest.Median(toInit[i])
 				t.Logf("median of %d: VMM start to /init %s %.2f s, QEMU %.2f s: %s/QEMU = %.2f (issue target <= 0.5); to exit %.2f",
-					labRounds, vmm, h, q, vmm, h/q, median(toExit[i])/qx)
+					labRounds, vmm, h, q, vmm, h/q, labtest.Median(toExit[i])/qx)
 			}
 		})
 	}
@@ -112,19 +108,6 @@ func TestLabBoot(t *testing.T) {
 // boots in the lab vary by a third from run to run.
 const labRounds = 3
 
-// median returns the median of vs, or 0 for none.
-func median(vs []float64) float64 {
-	if len(vs) == 0 {
-		return 0
-	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	if n := len(s); n%2 == 0 {
-		return (s[n/2-1] + s[n/2]) / 2
-	}
-	return s[len(s)/2]
-}
-
 // labVMMs are the VMMs each kernel boots under, in this order, QEMU last: `hull vm
 // run` (the CLI), hull-vmm (the same VMM in its small binary) and QEMU microvm.
 var labVMMs = []string{"hull", "hull-vmm", "qemu"}
@@ -132,8 +115,9 @@ var labVMMs = []string{"hull", "hull-vmm", "qemu"}
 // bootOK is what the L2 /init prints, followed by L2's uptime.
 const bootOK = "HULL-BOOT-OK"
 
-// labKernels are the L2 kernels, named as in the payload (name + ".bzImage").
-var labKernels = []string{"debian", "hull"}
+// labKernels are the L2 kernels, named as in the payload (name + ".kernel"): Debian's
+// bzImage, hull's bzImage (XZ-compressed) and hull's vmlinux (booted through PVH).
+var labKernels = []string{"debian", "hull", "hull-elf"}
 
 // labBootScript runs each kernel under hull, hull-vmm and then QEMU, labRounds times, and prints,
 // on L1's clock (/proc/uptime), the seconds from starting the VMM to the guest's bootOK
@@ -161,9 +145,9 @@ timed() {
 `)
 	for r := 1; r <= labRounds; r++ {
 		for _, k := range kernels {
-			fmt.Fprintf(&b, "step hull-%[1]s-%[3]d timed ./hull vm run --kernel %[1]s.bzImage --initrd l2.cpio --memory 256 --cmdline %[2]q\n", k, cmdline, r)
-			fmt.Fprintf(&b, "step hull-vmm-%[1]s-%[3]d timed ./hull-vmm --kernel %[1]s.bzImage --initrd l2.cpio --memory 256 --cmdline %[2]q\n", k, cmdline, r)
-			fmt.Fprintf(&b, "step qemu-%[1]s-%[3]d timed ./qemu -L . -M microvm,x-option-roms=off,isa-serial=on,rtc=off -enable-kvm -cpu host -m 256 -nodefaults -no-user-config -nographic -no-reboot -serial stdio -kernel %[1]s.bzImage -initrd l2.cpio -append %[2]q\n", k, qemuCmdline, r)
+			fmt.Fprintf(&b, "step hull-%[1]s-%[3]d timed ./hull vm run --kernel %[1]s.kernel --initrd l2.cpio --memory 256 --cmdline %[2]q\n", k, cmdline, r)
+			fmt.Fprintf(&b, "step hull-vmm-%[1]s-%[3]d timed ./hull-vmm --kernel %[1]s.kernel --initrd l2.cpio --memory 256 --cmdline %[2]q\n", k, cmdline, r)
+			fmt.Fprintf(&b, "step qemu-%[1]s-%[3]d timed ./qemu -L . -M microvm,x-option-roms=off,isa-serial=on,rtc=off -enable-kvm -cpu host -m 256 -nodefaults -no-user-config -nographic -no-reboot -serial stdio -kernel %[1]s.kernel -initrd l2.cpio -append %[2]q\n", k, qemuCmdline, r)
 		}
 	}
 	b.WriteString("true\n")
@@ -224,36 +208,4 @@ func writeL2Initramfs(t *testing.T, path, busybox string) {
 	if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
 		t.Fatal(err)
 	}
-}
-
-// addLibraries adds the shared libraries and the dynamic loader a host binary needs to
-// the payload, at the paths ldd names.
-func addLibraries(t *testing.T, payload map[string]string, bin string) {
-	t.Helper()
-	out, err := exec.Command("ldd", bin).Output()
-	if err != nil {
-		t.Fatalf("ldd %s: %v", bin, err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		for _, f := range strings.Fields(line) {
-			if strings.HasPrefix(f, "/") {
-				payload[f] = f
-			}
-		}
-	}
-}
-
-// testLog writes L1's console to the test log.
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }

@@ -153,10 +153,10 @@ func hostBootPair(cfg *bench.Config, d cache.Dir) error {
 		return nil
 	}
 	q, err := exec.LookPath("qemu-system-x86_64")
-	if err != nil || cache.Need(d.Kernel(), "guest kernel") != nil || cache.Need(d.Initramfs(), "initramfs") != nil {
+	if err != nil || cache.Need(d.BootKernel(), "guest kernel") != nil || cache.Need(d.Initramfs(), "initramfs") != nil {
 		return nil
 	}
-	cfg.Boot = &bench.Boot{Kernel: d.Kernel(), Initrd: d.Initramfs(), QEMU: q}
+	cfg.Boot = &bench.Boot{Kernel: d.BootKernel(), Initrd: d.Initramfs(), QEMU: q}
 	return nil
 }
 
@@ -206,7 +206,7 @@ func (l *labBench) run(ctx context.Context, g *globals, io stdio) (*bench.Report
 		if err := labQEMU(payload); err != nil {
 			return nil, err
 		}
-		args.Boot = &bench.Boot{Kernel: "/payload/cache/kernel/current/bzImage", Initrd: "/payload/cache/initramfs/current.cpio.gz",
+		args.Boot = &bench.Boot{Kernel: "/payload/" + labKernelPath(d), Initrd: "/payload/cache/initramfs/current.cpio.gz",
 			QEMU: "/payload/qemu", QEMUArgs: []string{"-L", "/payload"}}
 	}
 	cfg := lab.Default(d)

@@ -51,6 +51,7 @@ type doctorJSON struct {
 		Kernel    fileJSON `json:"kernel"`
 		KernelELF fileJSON `json:"kernel_elf"`
 		Initramfs fileJSON `json:"initramfs"`
+		Boot      string   `json:"boot"`
 	} `json:"guest"`
 	Lab struct {
 		Kernel    fileJSON `json:"kernel"`
@@ -120,6 +121,9 @@ func TestDoctorJSON(t *testing.T) {
 
 	if r.Guest.Kernel != (fileJSON{kernel, true}) {
 		t.Errorf("guest kernel %+v, want %s present", r.Guest.Kernel, kernel)
+	}
+	if r.Guest.Boot != kernel { // no vmlinux in this cache
+		t.Errorf("guest.boot %q, want the bzImage %s", r.Guest.Boot, kernel)
 	}
 	if want := filepath.Join(dir, "initramfs", "current.cpio.gz"); r.Guest.Initramfs != (fileJSON{want, false}) {
 		t.Errorf("initramfs %+v, want %s missing", r.Guest.Initramfs, want)

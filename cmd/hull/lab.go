@@ -4,10 +4,8 @@ import (
 	"debug/elf"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -101,28 +99,16 @@ func labPayload(d cache.Dir, files []string) (map[string]string, error) {
 	}
 	pl := map[string]string{
 		"hull":                            self,
-		"cache/kernel/current/bzImage":    d.Kernel(),
+		labKernelPath(d):                  d.BootKernel(),
 		"cache/initramfs/current.cpio.gz": d.Initramfs(),
 	}
-	for path, what := range map[string]string{d.Kernel(): "guest kernel", d.Initramfs(): "initramfs", d.BusyboxImage(): "busybox image"} {
+	for path, what := range map[string]string{d.BootKernel(): "guest kernel", d.Initramfs(): "initramfs", d.BusyboxImage(): "busybox image"} {
 		if err := cache.Need(path, what); err != nil {
 			return nil, err
 		}
 	}
-	img := d.BusyboxImage()
-	err = filepath.WalkDir(img, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || !e.Type().IsRegular() {
-			return err
-		}
-		rel, err := filepath.Rel(img, p)
-		if err != nil {
-			return err
-		}
-		pl[path.Join("cache/images/busybox-oci", filepath.ToSlash(rel))] = p
-		return nil
-	})
-	if err != nil {
-		return nil, fmt.Errorf("busybox image %s: %w", img, err)
+	if err := lab.AddTree(pl, d.BusyboxImage(), "cache/images/busybox-oci"); err != nil {
+		return nil, fmt.Errorf("busybox image: %w", err)
 	}
 	// Tools hull runs that L1's busybox lacks, with their libraries: layer disks, scratch
 	// and volume disks, and debugfs to copy a writable volume back out of its disk.
@@ -161,4 +147,14 @@ func requireStatic(bin string) error {
 		}
 	}
 	return nil
+}
+
+// labKernelPath is where the payload holds the guest kernel hull boots by default (the
+// vmlinux when the cache has one, else the bzImage), under the cache layout hull in L1
+// looks in.
+func labKernelPath(d cache.Dir) string {
+	if d.BootKernel() == d.KernelELF() {
+		return "cache/kernel/current/vmlinux"
+	}
+	return "cache/kernel/current/bzImage"
 }

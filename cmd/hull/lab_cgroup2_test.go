@@ -3,19 +3,16 @@ package main
 import (
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
-	"os/exec"
-	"path"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/hullvm/hull/cache"
 	"github.com/hullvm/hull/internal/testenv"
 	"github.com/hullvm/hull/lab"
+	"github.com/hullvm/hull/lab/labtest"
 )
 
 // TestLabCgroup2 runs container mode (issue 7) on a host whose only cgroup hierarchy is
@@ -103,10 +100,7 @@ func runContainerLab(t *testing.T, mount, script string) lab.Result {
 		t.Skip("nested lab: minutes of emulation (go test -short leaves it out)")
 	}
 	testenv.RequireRoot(t)
-	d := cache.Dir(cache.DefaultDir)
-	if v := os.Getenv("HULL_CACHE"); v != "" {
-		d = cache.Dir(v)
-	}
+	d := labtest.Cache()
 	cfg := lab.Default(d)
 	testenv.RequireBinary(t, cfg.QEMU)
 	testenv.RequireFile(t, cfg.Kernel, "the lab's L1 kernel")
@@ -114,18 +108,15 @@ func runContainerLab(t *testing.T, mount, script string) lab.Result {
 	testenv.RequireFile(t, d.BusyboxImage(), "the busybox OCI image")
 	tmp := t.TempDir()
 
-	hull := filepath.Join(tmp, "hull")
-	build := exec.Command(testenv.RequireBinary(t, "go"), "build", "-o", hull, "github.com/hullvm/hull/cmd/hull")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0") // L1 has no C library
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build hull: %v\n%s", err, out)
-	}
+	hull := labtest.Build(t, tmp, "cmd/hull")
 	inner := filepath.Join(tmp, "containers.sh")
 	if err := os.WriteFile(inner, []byte(labCommon+script), 0o644); err != nil {
 		t.Fatal(err)
 	}
 	cfg.Payload = map[string]string{"hull": hull, "containers.sh": inner}
-	addLabTree(t, cfg.Payload, d.BusyboxImage(), "cache/images/busybox-oci")
+	if err := lab.AddTree(cfg.Payload, d.BusyboxImage(), "cache/images/busybox-oci"); err != nil {
+		t.Fatal(err)
+	}
 	for l1, bin := range map[string]string{
 		"/usr/sbin/runc": "runc", "/usr/bin/crun": "crun", "/usr/bin/mkfs.erofs": "mkfs.erofs",
 	} {
@@ -135,7 +126,7 @@ func runContainerLab(t *testing.T, mount, script string) lab.Result {
 	}
 	cfg.Script = newrootMount + mount + chrootRun
 	cfg.Timeout = 20 * time.Minute
-	cfg.Log = labLog{t}
+	cfg.Log = labtest.Log(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
 	res, err := lab.Run(ctx, cfg)
@@ -298,30 +289,3 @@ done
 step clean clean
 true
 `
-
-// addLabTree adds every file under dir to the payload under l1dir.
-func addLabTree(t *testing.T, payload map[string]string, dir, l1dir string) {
-	t.Helper()
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || !e.Type().IsRegular() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		payload[path.Join(l1dir, filepath.ToSlash(rel))] = p
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
-// labLog writes L1's console to the test log.
-type labLog struct{ t *testing.T }
-
-func (l labLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}

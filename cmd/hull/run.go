@@ -301,7 +301,7 @@ func runRun(ctx context.Context, g *globals, io stdio, o *runOpts, args []string
 	}
 	cfg.Isolation = mode
 	if mode == container.IsolationVM {
-		if err := bootable(cache.Dir(g.cache).Kernel()); err != nil {
+		if err := bootable(cache.Dir(g.cache).BootKernel()); err != nil {
 			return err
 		}
 		cfg.Runtime = "vm"

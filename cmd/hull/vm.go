@@ -79,7 +79,7 @@ func runVM(ctx context.Context, g *globals, io stdio, o vmRunOpts, initrdSet boo
 	}
 	if cfg.Kernel == "" {
 		d := cache.Dir(g.cache)
-		cfg.Kernel = d.Kernel()
+		cfg.Kernel = d.BootKernel()
 		if err := cache.Need(cfg.Kernel, "the guest kernel"); err != nil {
 			return fmt.Errorf("%w (or pass --kernel)", err)
 		}

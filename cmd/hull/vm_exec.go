@@ -71,7 +71,7 @@ func runVMExec(ctx context.Context, g *globals, io stdio, o vmExecOpts, args []s
 	d := cache.Dir(g.cache)
 	cfg := microvm.Config{Kernel: o.kernel, Initrd: o.initrd, Cmdline: o.cmdline, CPUs: o.cpus, MemoryMiB: mib}
 	if cfg.Kernel == "" {
-		cfg.Kernel = d.Kernel()
+		cfg.Kernel = d.BootKernel()
 		if err := cache.Need(cfg.Kernel, "the guest kernel"); err != nil {
 			return fmt.Errorf("%w (or pass --kernel)", err)
 		}

@@ -4,13 +4,10 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
 	"os/exec"
-	"path"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -22,6 +19,7 @@ import (
 	"github.com/hullvm/hull/guest/initramfs"
 	"github.com/hullvm/hull/internal/testenv"
 	"github.com/hullvm/hull/lab"
+	"github.com/hullvm/hull/lab/labtest"
 )
 
 // TestLabVM runs VM mode end to end in the nested lab (package lab): in ONE L1 boot,
@@ -35,20 +33,16 @@ func TestLabVM(t *testing.T) {
 		t.Skip("nested lab: minutes of emulation (go test -short leaves it out)")
 	}
 	testenv.RequireRoot(t)
-	d := cache.Dir(envOr("HULL_CACHE", cache.DefaultDir))
+	d := labtest.Cache()
 	cfg := lab.Default(d)
 	testenv.RequireBinary(t, cfg.QEMU)
 	testenv.RequireFile(t, cfg.Kernel, "the lab's L1 kernel")
 	testenv.RequireFile(t, d.Kernel(), "hull's guest kernel")
+	testenv.RequireFile(t, d.KernelELF(), "hull's guest kernel as an ELF vmlinux")
 	testenv.RequireFile(t, d.BusyboxImage(), "the busybox OCI image")
 	tmp := t.TempDir()
 
-	hull := filepath.Join(tmp, "hull")
-	build := exec.Command("go", "build", "-o", hull, "github.com/hullvm/hull/cmd/hull")
-	build.Env = append(os.Environ(), "CGO_ENABLED=0") // L1 has no C library
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("build hull: %v\n%s", err, out)
-	}
+	hull := labtest.Build(t, tmp, "cmd/hull")
 	// The initramfs of this tree's agent, so the test covers the agent as it is now.
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
@@ -61,9 +55,14 @@ func TestLabVM(t *testing.T) {
 		"hull":                            hull,
 		"cache/kernel/current/bzImage":    d.Kernel(),
 		"cache/initramfs/current.cpio.gz": ird.Path,
-		"bios-microvm.bin":                "/usr/share/qemu/bios-microvm.bin", // QEMU finds it through -L .
+		// hull run boots the vmlinux when the cache has one (cache.Dir.BootKernel), as on
+		// a host; the vm exec and QEMU steps name the bzImage ($K).
+		"cache/kernel/current/vmlinux": d.KernelELF(),
+		"bios-microvm.bin":             "/usr/share/qemu/bios-microvm.bin", // QEMU finds it through -L .
 	}
-	addTree(t, cfg.Payload, d.BusyboxImage(), "cache/images/busybox-oci")
+	if err := lab.AddTree(cfg.Payload, d.BusyboxImage(), "cache/images/busybox-oci"); err != nil {
+		t.Fatal(err)
+	}
 	for l1, bin := range map[string]string{
 		"/sbin/mkfs.ext4": "mkfs.ext4", "/sbin/debugfs": "debugfs", "/usr/bin/mkfs.erofs": "mkfs.erofs",
 		"/payload/qemu": cfg.QEMU,
@@ -74,7 +73,7 @@ func TestLabVM(t *testing.T) {
 	}
 	cfg.Script = labScript
 	cfg.Timeout = 15 * time.Minute // about 6 min of work; a hung L2 (see docs/vm-mode.md) fails it sooner
-	cfg.Log = testLog{t}
+	cfg.Log = labtest.Log(t)
 	res, err := lab.Run(ctx, cfg)
 	if err != nil {
 		t.Fatalf("lab: %v", err)
@@ -137,8 +136,8 @@ func TestLabVM(t *testing.T) {
 			qemuFail = append(qemuFail, seconds(t, q.Output, "WALL"))
 		}
 		t.Logf("hull vm exec (echo hello), L1 clock: boot to exit %v s (median %.2f); VMM start to agent ready (process started) %v s",
-			hullExit, median(hullExit), hullReady)
-		h, q := median(hullFail), median(qemuFail)
+			hullExit, labtest.Median(hullExit), hullReady)
+		h, q := labtest.Median(hullFail), labtest.Median(qemuFail)
 		t.Logf("same kernel+initramfs, agent finds no channel (hull.channel=/dev/hvc0, absent) and resets at once (VMM start to VMM exit, L1 clock): hull %v s, QEMU microvm %v s; medians hull %.2f s, QEMU %.2f s: hull/QEMU = %.2f",
 			hullFail, qemuFail, h, q, h/q)
 	})
@@ -353,34 +352,6 @@ func timing(t *testing.T, out, phase string) float64 {
 	return f
 }
 
-func median(vs []float64) float64 {
-	if len(vs) == 0 {
-		return 0
-	}
-	s := slices.Clone(vs)
-	slices.Sort(s)
-	return s[len(s)/2]
-}
-
-// addTree adds every file under dir to the payload under l1dir.
-func addTree(t *testing.T, payload map[string]string, dir, l1dir string) {
-	t.Helper()
-	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
-		if err != nil || !e.Type().IsRegular() {
-			return err
-		}
-		rel, err := filepath.Rel(dir, p)
-		if err != nil {
-			return err
-		}
-		payload[path.Join(l1dir, filepath.ToSlash(rel))] = p
-		return nil
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-}
-
 // moduleRoot is the hull module's folder (for building the agent).
 func moduleRoot(t *testing.T) string {
 	t.Helper()
@@ -389,19 +360,4 @@ func moduleRoot(t *testing.T) string {
 		t.Fatalf("go list -m: %v", err)
 	}
 	return strings.TrimSpace(string(out))
-}
-
-// testLog writes L1's console to the test log.
-type testLog struct{ t *testing.T }
-
-func (l testLog) Write(p []byte) (int, error) {
-	l.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
-}
-
-func envOr(k, def string) string {
-	if v := os.Getenv(k); v != "" {
-		return v
-	}
-	return def
 }

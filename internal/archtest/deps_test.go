@@ -27,6 +27,7 @@ func TestDependencyDirection(t *testing.T) {
 		{"container/...", []string{"cmd"}},
 		{"host", []string{"vmm", "kvm", "virtio", "guest", "images", "container", "cmd"}},
 		{"lab", []string{"vmm", "guest", "container", "cmd"}},
+		{"lab/labtest", []string{"vmm", "guest", "container", "cmd"}},
 		{"cache", []string{"kvm", "memory", "vmm", "virtio", "guest", "images", "container", "host", "lab", "cmd"}},
 		// The binaries that start VMs stay free of the plotting library (hull-chart has it).
 		{"cmd/hull", []string{"bench/chart"}},
