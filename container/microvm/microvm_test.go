@@ -356,3 +356,29 @@ func TestRuntimeDisks(t *testing.T) {
 		t.Errorf("disks left after Delete: %v", left)
 	}
 }
+
+func TestConsoleTail(t *testing.T) {
+	dir := t.TempDir()
+	log := filepath.Join(dir, "console.log")
+	if got := consoleTail(log); got != "" {
+		t.Errorf("tail of a missing log = %q, want nothing", got)
+	}
+	os.WriteFile(log, nil, 0o600)
+	if got := consoleTail(log); !strings.Contains(got, "empty") {
+		t.Errorf("tail of an empty log = %q", got)
+	}
+	// A hostile guest: a long log, escape sequences, NULs and invalid UTF-8.
+	var b strings.Builder
+	for i := range 2000 {
+		fmt.Fprintf(&b, "line %d \x1b[31mred\x1b[0m\x00\xff\n", i)
+	}
+	b.WriteString("Kernel panic - not syncing: VFS: Unable to mount root fs\n")
+	os.WriteFile(log, []byte(b.String()), 0o600)
+	got := consoleTail(log)
+	if !strings.Contains(got, "Kernel panic") || !strings.Contains(got, "line 1999") {
+		t.Errorf("tail lacks the last lines: %q", got)
+	}
+	if strings.Contains(got, "line 1985 ") || strings.ContainsAny(got, "\x1b\x00\ufffd") || strings.Count(got, "\n") > consoleTailLines {
+		t.Errorf("tail is not the clean last %d lines: %q", consoleTailLines, got)
+	}
+}

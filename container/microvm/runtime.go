@@ -13,6 +13,7 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode/utf8"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
@@ -278,15 +279,15 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 		}
 		p.vm.Stop()
 		<-p.exited
-		return nil, fmt.Errorf("start in VM: %w", context.Cause(ctx))
+		return nil, fmt.Errorf("start in VM: %w%s", context.Cause(ctx), consoleTail(filepath.Join(c.Dir, consoleFile)))
 	case <-deadline.C:
 		p.vm.Stop()
 		<-p.exited
-		return nil, fmt.Errorf("start in VM: the guest did not start the process within %v: its kernel may not boot on this host's KVM (console log: %s)",
-			StartTimeout, filepath.Join(c.Dir, consoleFile))
+		return nil, fmt.Errorf("start in VM: the guest did not start the process within %v: its kernel may not boot on this host's KVM%s",
+			StartTimeout, consoleTail(filepath.Join(c.Dir, consoleFile)))
 	}
 	if p.err != nil {
-		return nil, p.err
+		return nil, fmt.Errorf("%w%s", p.err, consoleTail(filepath.Join(c.Dir, consoleFile)))
 	}
 	switch p.ex.Reason {
 	case guest.ReasonNotFound:
@@ -294,7 +295,47 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 	case guest.ReasonCannotExec:
 		return nil, fmt.Errorf("%w: %s", container.ErrCannotExec, p.ex.Message)
 	}
-	return nil, fmt.Errorf("start in VM: %s: %s (console log: %s)", p.ex.Reason, p.ex.Message, filepath.Join(c.Dir, consoleFile))
+	return nil, fmt.Errorf("start in VM: %s: %s%s", p.ex.Reason, p.ex.Message, consoleTail(filepath.Join(c.Dir, consoleFile)))
+}
+
+// consoleTailLines is how much of the guest's console a failed start quotes.
+const consoleTailLines = 15
+
+// consoleTail quotes the end of a VM's console log for an error: a --rm container's
+// log goes with the container, so the reason a start failed must travel in the error.
+// What the guest wrote is hostile: at most 4 KiB is read, control characters are
+// dropped, and only the last consoleTailLines lines are kept.
+func consoleTail(path string) string {
+	f, err := os.Open(path)
+	if err != nil {
+		return ""
+	}
+	defer f.Close()
+	const limit = 4 << 10
+	fi, err := f.Stat()
+	if err != nil {
+		return ""
+	}
+	off := max(fi.Size()-limit, 0)
+	b := make([]byte, fi.Size()-off)
+	n, _ := f.ReadAt(b, off)
+	text := strings.Map(func(r rune) rune {
+		if r == '\n' || r == '\t' || (r >= ' ' && r != 0x7f && r != utf8.RuneError) {
+			return r
+		}
+		return -1
+	}, string(b[:n]))
+	lines := strings.Split(strings.TrimRight(text, "\n"), "\n")
+	if off > 0 && len(lines) > 1 {
+		lines = lines[1:] // the first one is cut
+	}
+	if len(lines) > consoleTailLines {
+		lines = lines[len(lines)-consoleTailLines:]
+	}
+	if len(lines) == 0 || (len(lines) == 1 && strings.TrimSpace(lines[0]) == "") {
+		return fmt.Sprintf(" (console log %s: empty)", path)
+	}
+	return fmt.Sprintf(" (console log %s ends:\n  %s)", path, strings.Join(lines, "\n  "))
 }
 
 // sentinel starts an OS thread that lives until release is closed and returns its
