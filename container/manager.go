@@ -162,6 +162,9 @@ func (m *Manager) Create(ctx context.Context, cfg Config) (c *Container, err err
 	if err != nil {
 		return nil, err
 	}
+	if err := bundle.AddFiles(c.Dir, spec, bundle.EtcFiles(opts.Network, opts.Hostname, os.ReadFile)); err != nil {
+		return nil, err
+	}
 	if err := bundle.Write(c.Dir, spec); err != nil {
 		return nil, err
 	}

@@ -1,6 +1,7 @@
 package guest
 
 import (
+	"path"
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
@@ -60,6 +61,10 @@ const (
 	MaxLayers = 128
 	// MaxSerial is the longest virtio-blk serial (VIRTIO_BLK_ID_BYTES, virtio 1.2 §5.2.6).
 	MaxSerial = 20
+	// MaxFiles and MaxFileSize cap the files of one Run (Run.Files); all of them travel
+	// in the Run frame, itself at most MaxControl bytes.
+	MaxFiles    = 16
+	MaxFileSize = 64 << 10
 )
 
 // ErrFrame is wrapped by every error about a malformed frame.
@@ -259,6 +264,18 @@ type Run struct {
 	Stdin bool `json:"stdin,omitempty"`
 	// Debug makes the initramfs's debug tools (when built in) visible at /.hull/bin.
 	Debug bool `json:"debug,omitempty"`
+	// Files are written into the container's root after its mounts, before the process
+	// starts: the bind mounts of single host files, which VM mode carries inline (a
+	// copy in; nothing is copied back), such as the /etc/hosts and /etc/hostname hull
+	// makes for every container.
+	Files []File `json:"files,omitempty"`
+}
+
+// File is one file of Run.Files.
+type File struct {
+	Path     string `json:"path"` // absolute, as the container sees it
+	Data     []byte `json:"data"`
+	ReadOnly bool   `json:"ro,omitempty"` // mode 0444 instead of 0644
 }
 
 // Validate checks what the agent needs before it touches a disk.
@@ -283,6 +300,17 @@ func (r *Run) Validate() error {
 	for _, s := range r.Layers {
 		if s == "" {
 			return errors.New("empty layer disk serial")
+		}
+	}
+	if len(r.Files) > MaxFiles {
+		return fmt.Errorf("%d files, limit %d", len(r.Files), MaxFiles)
+	}
+	for _, f := range r.Files {
+		if !path.IsAbs(f.Path) || path.Clean(f.Path) != f.Path || f.Path == "/" {
+			return fmt.Errorf("file path %q: want a clean absolute path below /", f.Path)
+		}
+		if len(f.Data) > MaxFileSize {
+			return fmt.Errorf("file %s: %d bytes, limit %d", f.Path, len(f.Data), MaxFileSize)
 		}
 	}
 	return nil

@@ -130,6 +130,12 @@ func TestRunValidate(t *testing.T) {
 		{"long serial", Run{Version: Version, Spec: proc, Layers: []string{strings.Repeat("s", 21)}}, "longer than"},
 		{"empty serial", Run{Version: Version, Spec: proc, Layers: []string{""}}, "empty"},
 		{"too many layers", Run{Version: Version, Spec: proc, Layers: make([]string, MaxLayers+1)}, "limit"},
+		{"file", Run{Version: Version, Spec: proc, Files: []File{{Path: "/etc/hosts", Data: []byte("x")}}}, ""},
+		{"relative file", Run{Version: Version, Spec: proc, Files: []File{{Path: "etc/hosts"}}}, "absolute"},
+		{"unclean file", Run{Version: Version, Spec: proc, Files: []File{{Path: "/etc/../../hosts"}}}, "clean"},
+		{"root file", Run{Version: Version, Spec: proc, Files: []File{{Path: "/"}}}, "below /"},
+		{"big file", Run{Version: Version, Spec: proc, Files: []File{{Path: "/f", Data: make([]byte, MaxFileSize+1)}}}, "limit"},
+		{"too many files", Run{Version: Version, Spec: proc, Files: make([]File, MaxFiles+1)}, "limit"},
 	}
 	for _, tc := range tests {
 		err := tc.run.Validate()

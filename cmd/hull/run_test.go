@@ -209,6 +209,10 @@ func TestDetachedCLI(t *testing.T) {
 	if code, out, _ := c.hull(t, "", "exec", "web", "hostname"); code != 0 || out != id[:12]+"\n" {
 		t.Errorf("hostname: %d %q, want %q", code, out, id[:12])
 	}
+	// Docker's /etc files: the host name in /etc/hostname, localhost in /etc/hosts.
+	if code, out, _ := c.hull(t, "", "exec", "web", "sh", "-c", "cat /etc/hostname; ping -c1 -W1 localhost >/dev/null && echo localhost-ok"); code != 0 || out != id[:12]+"\nlocalhost-ok\n" {
+		t.Errorf("/etc/hostname and localhost: %d %q", code, out)
+	}
 	if code, _, errs := c.hull(t, "", "rm", "web"); code != 125 || !strings.Contains(errs, "running") {
 		t.Errorf("rm of a running container: %d %q", code, errs)
 	}

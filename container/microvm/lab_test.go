@@ -159,6 +159,9 @@ func TestLabVM(t *testing.T) {
 		{"run-stdin", 0, []string{"stdin into the VM"}},
 		{"run-notfound", 127, []string{"nosuchcmd"}},
 		{"run-tty", 0, []string{"/dev/pts/", "tty-ok"}},
+		// /etc/hostname and /etc/hosts as Docker writes them, lo up, and a single-file
+		// volume carried inline (read-only: mode 0444).
+		{"run-etc", 0, []string{"same-name", "localhost-ok", "imageLayoutVersion", "-r--r--r--"}},
 		{"run-detach", 0, []string{"logs: started", "running: 1", "stopped: exited", "term", "after rm: none"}},
 		{"vmexec-start", 0, []string{"up"}},
 		{"vmexec-mark", 0, []string{"hi"}},
@@ -245,6 +248,7 @@ rstdin() { echo "stdin into the VM" | $V -i busybox cat; }
 step run-stdin rstdin
 step run-notfound $V busybox nosuchcmd
 step run-tty $V -t busybox sh -c 'tty; echo tty-ok'
+step run-etc $V -v /payload/cache/images/busybox-oci/oci-layout:/etc/layout.json:ro busybox sh -c 'n=$(cat /etc/hostname); [ "$n" = "$(hostname)" ] && [ ${#n} = 12 ] && echo same-name $n; grep -c localhost /etc/hosts; ping -c1 -W2 localhost >/dev/null && echo localhost-ok; cat /etc/layout.json; echo; ls -l /etc/layout.json'
 detach() {
 	id=$(hull run -d --isolation vm busybox sh -c 'trap "echo term; exit 0" TERM; echo started; while true; do sleep 1; done') || return
 	short=$(echo $id | cut -c1-12)

@@ -16,6 +16,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hullvm/hull/container"
+	"github.com/hullvm/hull/guest"
 	"github.com/hullvm/hull/internal/testenv"
 	"github.com/hullvm/hull/vmm"
 )
@@ -318,14 +319,29 @@ func TestRuntimeDisks(t *testing.T) {
 	if fi, err := os.Stat(filepath.Join(c.Dir, scratchFile)); err != nil || fi.Size() != 64<<20 {
 		t.Fatalf("scratch disk: %v", err)
 	}
+	hosts := filepath.Join(dir, "hosts")
+	os.WriteFile(hosts, []byte("127.0.0.1\tlocalhost\n"), 0o644)
+	big := filepath.Join(dir, "big")
+	os.WriteFile(big, make([]byte, guest.MaxFileSize+1), 0o644)
 	spec := &specs.Spec{Mounts: []specs.Mount{
 		{Destination: "/proc", Type: "proc", Source: "proc"},
 		{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "rprivate"}},
 		{Destination: "/ro", Type: "bind", Source: vol, Options: []string{"rbind", "ro"}},
+		{Destination: "/etc/hosts", Type: "bind", Source: hosts, Options: []string{"rbind", "rprivate"}},
 	}}
-	disks, vols, err := r.disks(ctx, c, spec)
+	disks, vols, files, err := r.disks(ctx, c, spec)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if len(files) != 1 || files[0].Path != "/etc/hosts" || string(files[0].Data) != "127.0.0.1\tlocalhost\n" || files[0].ReadOnly {
+		t.Errorf("single-file volumes %+v, want /etc/hosts carried inline", files)
+	}
+	if len(spec.Mounts) != 3 {
+		t.Errorf("mounts %+v: the file's bind mount should be gone", spec.Mounts)
+	}
+	tooBig := &specs.Spec{Mounts: []specs.Mount{{Destination: "/big", Type: "bind", Source: big, Options: []string{"rbind"}}}}
+	if _, _, _, err := r.disks(ctx, c, tooBig); err == nil || !strings.Contains(err.Error(), "folder") {
+		t.Errorf("a file over %d bytes = %v, want an error saying to mount its folder", guest.MaxFileSize, err)
 	}
 	var ids []string
 	for _, d := range disks {

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"path"
 	"path/filepath"
 	"runtime"
 	"strings"
@@ -118,6 +119,23 @@ func sockPath(c *container.Container, name string) string {
 	return filepath.Join(os.TempDir(), "hull-"+c.ShortID()+"-"+name)
 }
 
+// fileVolume reads a bind mount of a single host file for the agent to write.
+func fileVolume(m specs.Mount) (guest.File, error) {
+	f, err := os.Open(m.Source)
+	if err != nil {
+		return guest.File{}, fmt.Errorf("volume %s: %w", m.Source, err)
+	}
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, guest.MaxFileSize+1))
+	if err != nil {
+		return guest.File{}, fmt.Errorf("volume %s: %w", m.Source, err)
+	}
+	if len(b) > guest.MaxFileSize {
+		return guest.File{}, fmt.Errorf("volume %s: VM mode carries a single file of at most %d KiB (copied in, not back); mount the folder that holds it", m.Source, guest.MaxFileSize>>10)
+	}
+	return guest.File{Path: path.Clean("/" + m.Destination), Data: b, ReadOnly: hasOption(m.Options, "ro")}, nil
+}
+
 // volume is a -v directory carried on a disk.
 type volume struct {
 	src, img string
@@ -125,14 +143,17 @@ type volume struct {
 }
 
 // disks returns the VM's disks and rewrites spec's bind mounts of host folders into
-// volume disks, which it makes from the folders' current contents.
-func (r *Runtime) disks(ctx context.Context, c *container.Container, spec *specs.Spec) ([]vmm.Disk, []volume, error) {
+// volume disks, which it makes from the folders' current contents. Bind mounts of
+// single host files (up to guest.MaxFileSize) come back as files the agent writes into
+// the root: a copy in, nothing copied back.
+func (r *Runtime) disks(ctx context.Context, c *container.Container, spec *specs.Spec) ([]vmm.Disk, []volume, []guest.File, error) {
 	var disks []vmm.Disk
 	for i, d := range c.Disks {
 		disks = append(disks, vmm.Disk{Path: d, ReadOnly: true, ID: LayerSerial(i)})
 	}
 	disks = append(disks, vmm.Disk{Path: filepath.Join(c.Dir, scratchFile), ID: Scratch})
 	var vols []volume
+	var files []guest.File
 	var mounts []specs.Mount
 	for _, m := range spec.Mounts {
 		if m.Type != "bind" && m.Type != "rbind" && !hasOption(m.Options, "bind") && !hasOption(m.Options, "rbind") {
@@ -141,21 +162,32 @@ func (r *Runtime) disks(ctx context.Context, c *container.Container, spec *specs
 		}
 		fi, err := os.Stat(m.Source)
 		if err != nil {
-			return nil, nil, fmt.Errorf("volume %s: %w", m.Source, err)
+			return nil, nil, nil, fmt.Errorf("volume %s: %w", m.Source, err)
+		}
+		if fi.Mode().IsRegular() {
+			f, err := fileVolume(m)
+			if err != nil {
+				return nil, nil, nil, err
+			}
+			if len(files) == guest.MaxFiles {
+				return nil, nil, nil, fmt.Errorf("volume %s: more than %d single-file volumes: mount a folder", m.Source, guest.MaxFiles)
+			}
+			files = append(files, f)
+			continue
 		}
 		if !fi.IsDir() {
-			return nil, nil, fmt.Errorf("volume %s: VM mode carries folders only (on a disk); mount the folder that holds the file", m.Source)
+			return nil, nil, nil, fmt.Errorf("volume %s: not a folder or a regular file", m.Source)
 		}
 		v := volume{src: m.Source, img: filepath.Join(c.Dir, fmt.Sprintf("vol-%d.img", len(vols))), ro: hasOption(m.Options, "ro")}
 		if !v.ro && r.Tools.Debugfs == "" {
-			return nil, nil, fmt.Errorf("volume %s: VM mode copies a writable volume back with debugfs, which is not installed: install e2fsprogs, or mount it :ro", m.Source)
+			return nil, nil, nil, fmt.Errorf("volume %s: VM mode copies a writable volume back with debugfs, which is not installed: install e2fsprogs, or mount it :ro", m.Source)
 		}
 		n, err := dirSize(m.Source)
 		if err != nil {
-			return nil, nil, fmt.Errorf("volume %s: %w", m.Source, err)
+			return nil, nil, nil, fmt.Errorf("volume %s: %w", m.Source, err)
 		}
 		if err := r.Tools.MakeExt4(ctx, v.img, volumeSize(n), m.Source); err != nil {
-			return nil, nil, fmt.Errorf("volume %s: %w", m.Source, err)
+			return nil, nil, nil, fmt.Errorf("volume %s: %w", m.Source, err)
 		}
 		serial := fmt.Sprintf("%s%d", VolumePrefix, len(vols))
 		disks = append(disks, vmm.Disk{Path: v.img, ReadOnly: v.ro, ID: serial})
@@ -168,9 +200,9 @@ func (r *Runtime) disks(ctx context.Context, c *container.Container, spec *specs
 	}
 	spec.Mounts = mounts
 	if len(disks) > vmm.MaxDisks {
-		return nil, nil, fmt.Errorf("%d disks (layers, scratch and volumes): a VM takes at most %d", len(disks), vmm.MaxDisks)
+		return nil, nil, nil, fmt.Errorf("%d disks (layers, scratch and volumes): a VM takes at most %d", len(disks), vmm.MaxDisks)
 	}
-	return disks, vols, nil
+	return disks, vols, files, nil
 }
 
 // agentSerial is the mount source prefix that names a disk by serial (agent.SerialSource).
@@ -219,7 +251,7 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 	}
 	// The image root is built in the guest; a host view made by Prepare is not needed.
 	container.UnmountRootfs(c.Dir, c.Rootfs())
-	disks, vols, err := r.disks(ctx, c, spec)
+	disks, vols, files, err := r.disks(ctx, c, spec)
 	if err != nil {
 		return nil, err
 	}
@@ -262,7 +294,7 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 	}
 	gs := guest.Stdio{Stdin: stdio.In, Stdout: out, Stderr: errw, Signals: p.sig, Resize: p.resize,
 		Started: func(int) { close(p.started) }}
-	run := guest.Run{Spec: spec, Layers: layers, Scratch: Scratch}
+	run := guest.Run{Spec: spec, Layers: layers, Scratch: Scratch, Files: files}
 	go p.run(bg, run, gs)
 	deadline := time.NewTimer(StartTimeout)
 	defer deadline.Stop()

@@ -77,6 +77,10 @@ func Init(log *slog.Logger) {
 		if err := mountBase(); err != nil {
 			return err
 		}
+		if err := loopbackUp(); err != nil {
+			// A container without loopback still runs; say why 127.0.0.1 fails.
+			log.Warn("loopback", "err", err)
+		}
 		b, err := os.ReadFile("/proc/cmdline")
 		if err != nil {
 			return fmt.Errorf("read kernel command line: %w", err)
@@ -187,6 +191,28 @@ func mountBase() error {
 		if err != nil && !m.optional {
 			return fmt.Errorf("mount %s on %s: %w", m.typ, m.dst, err)
 		}
+	}
+	return nil
+}
+
+// loopbackUp brings up lo, as an OCI runtime does in a container's own network
+// namespace: the kernel then gives it 127.0.0.1 and ::1.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("socket: %w", err)
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("lo flags: %w", err)
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	if err := unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr); err != nil {
+		return fmt.Errorf("bring lo up: %w", err)
 	}
 	return nil
 }

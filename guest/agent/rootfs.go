@@ -47,6 +47,11 @@ func (a *Agent) prepare(run *guest.Run) (string, error) {
 			return "", fmt.Errorf("mount %s (%s): %w", m.Destination, m.Type, err)
 		}
 	}
+	for _, f := range run.Files {
+		if err := writeFile(root, f); err != nil {
+			return "", err
+		}
+	}
 	if run.Debug && a.Tools != "" {
 		if err := a.bindTools(root); err != nil {
 			return "", err
@@ -82,6 +87,37 @@ func (a *Agent) prepare(run *guest.Run) (string, error) {
 		return "", fmt.Errorf("create cwd %s: %w", cwd, err)
 	}
 	return root, nil
+}
+
+// writeFile writes one of Run.Files into the root, resolving its path inside the root
+// (a hostile image's symlinks cannot lead it out) and never through a final symlink.
+func writeFile(root string, f guest.File) error {
+	dst, err := inRoot(root, f.Path)
+	if err != nil {
+		return fmt.Errorf("file %s: %w", f.Path, err)
+	}
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return fmt.Errorf("file %s: %w", f.Path, err)
+	}
+	mode := os.FileMode(0o644)
+	if f.ReadOnly {
+		mode = 0o444
+	}
+	w, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW, mode)
+	if err != nil {
+		return fmt.Errorf("file %s: %w", f.Path, err)
+	}
+	_, err = w.Write(f.Data)
+	if cerr := w.Close(); err == nil {
+		err = cerr
+	}
+	if err == nil {
+		err = os.Chmod(dst, mode)
+	}
+	if err != nil {
+		return fmt.Errorf("file %s: %w", f.Path, err)
+	}
+	return nil
 }
 
 // applySysctl writes the spec's sysctls (linux.sysctl) to /proc/sys. The VM is the

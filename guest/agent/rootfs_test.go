@@ -6,6 +6,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/hullvm/hull/guest"
 )
 
 func TestInRoot(t *testing.T) {
@@ -141,5 +143,37 @@ func TestSysctlNames(t *testing.T) {
 		if err := applySysctl(map[string]string{k: "1"}); err == nil {
 			t.Errorf("applySysctl accepted %q", k)
 		}
+	}
+}
+
+// TestWriteFileStaysInRoot: a hostile image whose /etc is a symlink out of the root, or
+// whose target file is a symlink, still gets the file inside its root.
+func TestWriteFileStaysInRoot(t *testing.T) {
+	outside := t.TempDir()
+	root := t.TempDir()
+	if err := os.Symlink(outside, filepath.Join(root, "etc")); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeFile(root, guest.File{Path: "/etc/hosts", Data: []byte("127.0.0.1 localhost\n"), ReadOnly: true}); err != nil {
+		t.Fatal(err)
+	}
+	if left, _ := os.ReadDir(outside); len(left) != 0 {
+		t.Fatalf("wrote %v outside the root", left)
+	}
+	in := filepath.Join(root, outside, "hosts") // the link's target, taken inside the root
+	b, err := os.ReadFile(in)
+	if err != nil || string(b) != "127.0.0.1 localhost\n" {
+		t.Fatalf("file in the root: %q, %v", b, err)
+	}
+	if fi, _ := os.Stat(in); fi.Mode().Perm() != 0o444 {
+		t.Errorf("read-only file has mode %v", fi.Mode().Perm())
+	}
+	os.MkdirAll(filepath.Join(root, "srv"), 0o755)
+	if err := os.Symlink(filepath.Join(outside, "victim"), filepath.Join(root, "srv", "f")); err != nil {
+		t.Fatal(err)
+	}
+	writeFile(root, guest.File{Path: "/srv/f", Data: []byte("x")})
+	if _, err := os.Stat(filepath.Join(outside, "victim")); err == nil {
+		t.Error("followed a symlink out of the root")
 	}
 }
