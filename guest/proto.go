@@ -1,13 +1,13 @@
 package guest
 
 import (
-	"path"
 	"bufio"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"path"
 	"sync"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
