@@ -19,15 +19,13 @@ func (d Dir) Kernel() string { return filepath.Join(string(d), "kernel", "curren
 // KernelELF is the same kernel as an uncompressed ELF vmlinux (PVH entry).
 func (d Dir) KernelELF() string { return filepath.Join(string(d), "kernel", "current", "vmlinux") }
 
-// BootKernel is the guest kernel hull boots by default: the ELF vmlinux when the cache
-// has it, entered through PVH with nothing to decompress (the bzImage's XZ payload takes
-// 0.1 to 0.3 s to unpack at every boot), else the bzImage.
-func (d Dir) BootKernel() string {
-	if fi, err := os.Stat(d.KernelELF()); err == nil && fi.Mode().IsRegular() {
-		return d.KernelELF()
-	}
-	return d.Kernel()
-}
+// BootKernel is the guest kernel VM mode boots by default: the bzImage. The vmlinux,
+// entered through PVH, would skip unpacking the bzImage's XZ payload at every boot
+// (0.1 to 0.3 s here; kernel/README.md), but in the nested lab two of four TestLabVM
+// runs with it as the default had an L2 guest triple-fault or hang, and its guests
+// reached /init later under hull than under hull-vmm; until that is understood, the
+// bzImage stays the default.
+func (d Dir) BootKernel() string { return d.Kernel() }
 
 // Initramfs is the guest initramfs with hull-init as /init.
 func (d Dir) Initramfs() string { return filepath.Join(string(d), "initramfs", "current.cpio.gz") }

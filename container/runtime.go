@@ -52,7 +52,9 @@ type Runtime interface {
 	Prepare(ctx context.Context, c *Container) (rootfs string, err error)
 	// Start starts the bundle in c.Dir (config.json) and returns its process. The
 	// caller must have made itself a child subreaper (Subreaper) when the runtime
-	// needs one.
+	// needs one. When ctx ends before the process runs, a runtime whose start can
+	// take long (a VM's boot) gives up and returns context.Cause(ctx); one whose start
+	// is short (runc) may finish it.
 	Start(ctx context.Context, c *Container, stdio IO) (Process, error)
 	// Kill sends sig to c's process.
 	Kill(ctx context.Context, c *Container, sig syscall.Signal) error

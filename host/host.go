@@ -110,8 +110,7 @@ type Guest struct {
 	Kernel    File `json:"kernel"`     // bzImage
 	KernelELF File `json:"kernel_elf"` // vmlinux
 	Initramfs File `json:"initramfs"`
-	// Boot is the kernel VM mode boots: the vmlinux when it exists (PVH, nothing to
-	// decompress), else the bzImage (cache.Dir.BootKernel).
+	// Boot is the kernel VM mode boots by default (cache.Dir.BootKernel).
 	Boot string `json:"boot"`
 }
 
@@ -214,10 +213,7 @@ func Probe(ctx context.Context, e Env) Report {
 	r.QEMU = e.tool(ctx, "qemu-system-x86_64")
 	file := func(p string) File { return File{Path: p, Exists: e.exists(p)} }
 	r.Guest = Guest{Kernel: file(e.Cache.Kernel()), KernelELF: file(e.Cache.KernelELF()), Initramfs: file(e.Cache.Initramfs())}
-	r.Guest.Boot = r.Guest.Kernel.Path
-	if r.Guest.KernelELF.Exists {
-		r.Guest.Boot = r.Guest.KernelELF.Path
-	}
+	r.Guest.Boot = e.Cache.BootKernel()
 	r.Lab = Lab{
 		Kernel:    file(e.Cache.LabKernel()),
 		KernelELF: file(path.Join(path.Dir(e.Cache.LabKernel()), "vmlinux")),

@@ -8,8 +8,8 @@ import (
 	"github.com/hullvm/hull/container/microvm"
 )
 
-// newVMRuntime is the microVM runtime (--isolation vm): the cache's guest kernel (the
-// vmlinux when there is one: cache.Dir.BootKernel) and initramfs.
+// newVMRuntime is the microVM runtime (--isolation vm): the cache's guest kernel
+// (cache.Dir.BootKernel) and initramfs.
 func newVMRuntime(g *globals, io stdio, lvl slog.Level) (container.Runtime, error) {
 	d := cache.Dir(g.cache)
 	return microvm.New(d.BootKernel(), d.Initramfs(), slog.New(slog.NewTextHandler(io.err, &slog.HandlerOptions{Level: lvl})))

@@ -38,7 +38,6 @@ func TestLabVM(t *testing.T) {
 	testenv.RequireBinary(t, cfg.QEMU)
 	testenv.RequireFile(t, cfg.Kernel, "the lab's L1 kernel")
 	testenv.RequireFile(t, d.Kernel(), "hull's guest kernel")
-	testenv.RequireFile(t, d.KernelELF(), "hull's guest kernel as an ELF vmlinux")
 	testenv.RequireFile(t, d.BusyboxImage(), "the busybox OCI image")
 	tmp := t.TempDir()
 
@@ -55,9 +54,6 @@ func TestLabVM(t *testing.T) {
 		"hull":                            hull,
 		"cache/kernel/current/bzImage":    d.Kernel(),
 		"cache/initramfs/current.cpio.gz": ird.Path,
-		// hull run boots the vmlinux when the cache has one (cache.Dir.BootKernel), as on
-		// a host; the vm exec and QEMU steps name the bzImage ($K).
-		"cache/kernel/current/vmlinux": d.KernelELF(),
 		"bios-microvm.bin":             "/usr/share/qemu/bios-microvm.bin", // QEMU finds it through -L .
 	}
 	if err := lab.AddTree(cfg.Payload, d.BusyboxImage(), "cache/images/busybox-oci"); err != nil {

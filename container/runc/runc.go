@@ -245,7 +245,13 @@ func (s *streams) closeChild() {
 // container's cgroups and state itself, so nothing is left to delete. With a terminal,
 // run --detach hands the terminal's master side over the console socket and leaves the
 // process to the caller, which must be a subreaper.
+//
+// A start is not given up on when ctx ends: it takes tens of milliseconds, and `runc
+// run` starts the process before it writes the pid file, so there is no moment when
+// killing it would be sure to stop a process that has not run. A signal that arrives
+// meanwhile reaches the process once Start returns (Manager.supervise holds it).
 func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio container.IO) (container.Process, error) {
+	ctx = context.WithoutCancel(ctx)
 	if stdio.TTY {
 		return r.startTTY(ctx, c, stdio)
 	}
@@ -287,15 +293,6 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 				st.inCopy.Close()
 			}
 			return nil, r.fail(c, "run", p.runErr, "")
-		case <-ctx.Done():
-			if pid, ok := readPid(pidFile); ok { // it runs: too late to give up
-				p.pid = pid
-				return p, nil
-			}
-			x.Process.Kill()
-			<-p.exited
-			r.command(context.WithoutCancel(ctx), c, "delete", "--force", c.ID)
-			return nil, fmt.Errorf("%s run: %w", r.name, ctx.Err())
 		case <-time.After(tick):
 		}
 	}
