@@ -54,7 +54,7 @@ func TestLabVM(t *testing.T) {
 		"hull":                            hull,
 		"cache/kernel/current/bzImage":    d.Kernel(),
 		"cache/initramfs/current.cpio.gz": ird.Path,
-		"bios-microvm.bin":             "/usr/share/qemu/bios-microvm.bin", // QEMU finds it through -L .
+		"bios-microvm.bin":                "/usr/share/qemu/bios-microvm.bin", // QEMU finds it through -L .
 	}
 	if err := lab.AddTree(cfg.Payload, d.BusyboxImage(), "cache/images/busybox-oci"); err != nil {
 		t.Fatal(err)
