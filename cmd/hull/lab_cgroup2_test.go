@@ -215,7 +215,9 @@ since() { read t _ </proc/uptime; awk "BEGIN{print $t-$1}"; }
 timed() { read t0 _ </proc/uptime; "$@"; c=$?; echo "WALL $(since $t0)"; return $c; }
 # Every container is bounded: a hung one fails its step, not the whole lab run.
 hull() { timeout -s KILL 300 /payload/hull "$@"; }
-hog='a=xxxxxxxx; while true; do a=$a$a; done'
+# The hog starts once the container runs: killed while runc is still starting it, it
+# makes runc fail with "container process is already dead" (125), not an OOM kill.
+hog='sleep 1; a=xxxxxxxx; while true; do a=$a$a; done'
 clean() {
 	echo "containers: $(ls /var/lib/hull/containers | wc -l)"
 	echo "mounts: $(grep -c /var/lib/hull /proc/mounts)"

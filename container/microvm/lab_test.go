@@ -192,8 +192,10 @@ func TestLabVM(t *testing.T) {
 	})
 }
 
-// rounds is how many times each VMM boots for the figures, interleaved.
-const rounds = 3
+// rounds is how many times each VMM boots for the figures, interleaved. One: every L2
+// boot in the lab is a chance for the emulation to stall (docs/lab.md), and the
+// figures are logged, not asserted; TestLabBoot measures boots properly.
+const rounds = 1
 
 // labScript runs in L1 (busybox sh, /payload). "timed" prints the seconds, on L1's
 // clock, from starting a command to its end (WALL). QEMU's microvm has no i8042, so
@@ -220,7 +222,7 @@ step exec-missing hull vm exec $D -- nosuchcmd
 initroot() { hull vm exec -- /init 2>&1 | grep -q "must run as PID 1" && echo agent-root-ok; }
 step exec-initramfs-root initroot
 
-for r in 1 2 3; do
+for r in 1; do
 	step time-hull-exec-$r timed hull vm exec --timings $D -- echo hello
 	step time-hull-novsock-$r timed hull vm run --kernel $K --initrd $I --memory 256 --cmdline "console=ttyS0 reboot=k panic=-1 quiet hull.channel=/dev/hvc0"
 	step time-qemu-novsock-$r timed timeout -s KILL 240 ./qemu -L . -M microvm,x-option-roms=off,isa-serial=on,rtc=off -enable-kvm -cpu host -m 256 -nodefaults -no-user-config -nographic -no-reboot -serial stdio -kernel $K -initrd $I -append "console=ttyS0 reboot=t panic=-1 quiet hull.channel=/dev/hvc0"
