@@ -67,7 +67,14 @@ func TestLabBoot(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout+time.Minute)
 	defer cancel()
-	res, err := lab.Run(ctx, cfg)
+	res, err := labtest.RunOnce(ctx, t, cfg, func(res lab.Result) string {
+		for _, st := range res.Steps() {
+			if !strings.Contains(st.Output, bootOK) {
+				return "step " + st.Name + ": the guest never reached /init"
+			}
+		}
+		return ""
+	})
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}
@@ -78,7 +85,7 @@ func TestLabBoot(t *testing.T) {
 	for _, k := range labKernels() {
 		t.Run(k, func(t *testing.T) {
 			toInit, toExit := make([][]float64, len(labVMMs)), make([][]float64, len(labVMMs))
-			for r := 1; r <= labRounds; r++ {
+			for r := 1; r <= labRounds(); r++ {
 				for i, vmm := range labVMMs {
 					name := fmt.Sprintf("%s-%s-%d", vmm, k, r)
 					s, ok := steps[name]
@@ -101,15 +108,22 @@ func TestLabBoot(t *testing.T) {
 			for i, vmm := range labVMMs[:len(labVMMs)-1] {
 				h := labtest.Median(toInit[i])
 				t.Logf("median of %d: VMM start to /init %s %.2f s, QEMU %.2f s: %s/QEMU = %.2f (issue target <= 0.5); to exit %.2f",
-					labRounds, vmm, h, q, vmm, h/q, labtest.Median(toExit[i])/qx)
+					labRounds(), vmm, h, q, vmm, h/q, labtest.Median(toExit[i])/qx)
 			}
 		})
 	}
 }
 
-// labRounds is how many times each kernel boots under each VMM, interleaved: single
-// boots in the lab vary by a third from run to run, so the figure is a median of few.
-const labRounds = 2
+// labRounds is how many times each kernel boots under each VMM, interleaved. Single
+// boots vary by a third from run to run, but every L2 boot is also a chance for the
+// emulation to stall (about 1 in 50 here, docs/lab.md), and CI boots many: one round,
+// unless HULL_LAB_ROUNDS asks for more (docs/performance.md's figures used 3).
+func labRounds() int {
+	if n, err := strconv.Atoi(os.Getenv("HULL_LAB_ROUNDS")); err == nil && n > 0 && n <= 10 {
+		return n
+	}
+	return 1
+}
 
 // labVMMs are the VMMs each kernel boots under, in this order, QEMU last: `hull vm
 // run` (the CLI), hull-vmm (the same VMM in its small binary) and QEMU microvm.
@@ -153,7 +167,7 @@ timed() {
 	return $code
 }
 `)
-	for r := 1; r <= labRounds; r++ {
+	for r := 1; r <= labRounds(); r++ {
 		for _, k := range kernels {
 			fmt.Fprintf(&b, "step hull-%[1]s-%[3]d timed ./hull vm run --kernel %[1]s.kernel --initrd l2.cpio --memory 256 --cmdline %[2]q\n", k, cmdline, r)
 			fmt.Fprintf(&b, "step hull-vmm-%[1]s-%[3]d timed ./hull-vmm --kernel %[1]s.kernel --initrd l2.cpio --memory 256 --cmdline %[2]q\n", k, cmdline, r)
