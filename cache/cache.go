@@ -22,7 +22,8 @@ func (d Dir) KernelELF() string { return filepath.Join(string(d), "kernel", "cur
 // BootKernel is the guest kernel VM mode boots by default: the bzImage. The vmlinux,
 // entered through PVH, would skip unpacking the bzImage's XZ payload at every boot
 // (0.1 to 0.3 s here; kernel/README.md), but in the nested lab two of four TestLabVM
-// runs with it as the default had an L2 guest triple-fault or hang, and its guests
+// runs with it as the default had an L2 guest triple-fault or hang (a bzImage boot
+// triple-faulted later too, so the lab may be to blame: docs/lab.md), and its guests
 // reached /init later under hull than under hull-vmm; until that is understood, the
 // bzImage stays the default.
 func (d Dir) BootKernel() string { return d.Kernel() }
