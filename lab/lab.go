@@ -27,6 +27,9 @@ const (
 	DefaultTimeout = 10 * time.Minute
 )
 
+// ErrTimeout is wrapped by Run's error when L1 did not finish within Config.Timeout.
+var ErrTimeout = errors.New("lab timeout")
+
 // Config says what L1 boots and what it runs. Zero Memory, CPUs, CPU and Timeout take
 // the defaults above.
 type Config struct {
@@ -272,7 +275,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	case ctx.Err() != nil:
 		return res, fmt.Errorf("lab: cancelled: %w; L1 last printed:\n%s", ctx.Err(), con.tail(10))
 	case runCtx.Err() != nil:
-		return res, fmt.Errorf("lab: L1 did not finish within %v and was killed; it last printed:\n%s", cfg.Timeout, con.tail(10))
+		return res, fmt.Errorf("lab: L1 did not finish within %v and was killed (%w); it last printed:\n%s", cfg.Timeout, ErrTimeout, con.tail(10))
 	case waitErr != nil:
 		return res, fmt.Errorf("lab: %s: %w: %s", cfg.QEMU, waitErr, strings.TrimSpace(stderr.String()))
 	}

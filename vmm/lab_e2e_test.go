@@ -62,7 +62,7 @@ func TestLabBoot(t *testing.T) {
 		cfg.Payload["hull-elf.kernel"] = d.KernelELF()
 	}
 	cfg.Script = labBootScript(labKernels())
-	cfg.Timeout = 30 * time.Minute
+	cfg.Timeout = 12 * time.Minute
 	cfg.Log = labtest.Log(t)
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout+time.Minute)
