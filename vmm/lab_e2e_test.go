@@ -28,13 +28,7 @@ import (
 // boot-to-init times, measured on L1's clock, give the ratio hull/QEMU (a figure,
 // logged, never asserted).
 func TestLabBoot(t *testing.T) {
-	if testenv.Short() {
-		t.Skip("nested lab: minutes of emulation (go test -short leaves it out)")
-	}
-	d := labtest.Cache()
-	cfg := lab.Default(d)
-	testenv.RequireBinary(t, cfg.QEMU)
-	testenv.RequireFile(t, cfg.Kernel, "the lab's L1 kernel")
+	d, cfg := labtest.Setup(t)
 	testenv.RequireFile(t, cfg.Busybox, "the lab's busybox")
 	testenv.RequireFile(t, d.Kernel(), "hull's guest kernel")
 	tmp := t.TempDir()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path"
 	"path/filepath"
 	"strings"
 	"time"
@@ -149,12 +150,8 @@ func requireStatic(bin string) error {
 	return nil
 }
 
-// labKernelPath is where the payload holds the guest kernel hull boots by default (the
-// vmlinux when the cache has one, else the bzImage), under the cache layout hull in L1
-// looks in.
+// labKernelPath is where the payload holds the guest kernel hull boots by default
+// (cache.Dir.BootKernel), under the cache layout hull in L1 looks in.
 func labKernelPath(d cache.Dir) string {
-	if d.BootKernel() == d.KernelELF() {
-		return "cache/kernel/current/vmlinux"
-	}
-	return "cache/kernel/current/bzImage"
+	return path.Join("cache/kernel/current", filepath.Base(d.BootKernel()))
 }

@@ -96,14 +96,8 @@ func TestLabCgroup1(t *testing.T) {
 // script in a chroot at /newroot, in /payload, with labCommon's functions.
 func runContainerLab(t *testing.T, mount, script string) lab.Result {
 	t.Helper()
-	if testenv.Short() {
-		t.Skip("nested lab: minutes of emulation (go test -short leaves it out)")
-	}
+	d, cfg := labtest.Setup(t)
 	testenv.RequireRoot(t)
-	d := labtest.Cache()
-	cfg := lab.Default(d)
-	testenv.RequireBinary(t, cfg.QEMU)
-	testenv.RequireFile(t, cfg.Kernel, "the lab's L1 kernel")
 	testenv.RequireFile(t, filepath.Join(cfg.Modules, "erofs.ko"), "the lab's erofs module (scripts/lab-kernel)")
 	testenv.RequireFile(t, d.BusyboxImage(), "the busybox OCI image")
 	tmp := t.TempDir()

@@ -29,14 +29,8 @@ import (
 // into a running VM container. Each scenario
 // is a step; each L2 VM boots in a few seconds of emulated time.
 func TestLabVM(t *testing.T) {
-	if testenv.Short() {
-		t.Skip("nested lab: minutes of emulation (go test -short leaves it out)")
-	}
+	d, cfg := labtest.Setup(t)
 	testenv.RequireRoot(t)
-	d := labtest.Cache()
-	cfg := lab.Default(d)
-	testenv.RequireBinary(t, cfg.QEMU)
-	testenv.RequireFile(t, cfg.Kernel, "the lab's L1 kernel")
 	testenv.RequireFile(t, d.Kernel(), "hull's guest kernel")
 	testenv.RequireFile(t, d.BusyboxImage(), "the busybox OCI image")
 	tmp := t.TempDir()

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"github.com/hullvm/hull/cache"
+	"github.com/hullvm/hull/internal/testenv"
 	"github.com/hullvm/hull/lab"
 )
 
@@ -24,6 +25,21 @@ func Cache() cache.Dir {
 		return cache.Dir(v)
 	}
 	return cache.Dir(cache.DefaultDir)
+}
+
+// Setup is the start of every lab test: it skips under -short (but not under CI), and
+// returns the cache and the lab as scripts/setup left them, after requiring QEMU and
+// L1's kernel (a skip locally, a failure under CI when missing).
+func Setup(t testing.TB) (cache.Dir, lab.Config) {
+	t.Helper()
+	if testenv.Short() {
+		t.Skip("nested lab: minutes of emulation (go test -short leaves it out)")
+	}
+	d := Cache()
+	cfg := lab.Default(d)
+	testenv.RequireBinary(t, cfg.QEMU)
+	testenv.RequireFile(t, cfg.Kernel, "the lab's L1 kernel")
+	return d, cfg
 }
 
 // Build builds the hull command pkg (such as "cmd/hull") statically into dir, as L1,
