@@ -1,8 +1,10 @@
 package vmm
 
 import (
+	"bytes"
 	"io"
 	"sync"
+	"time"
 )
 
 // maxPending bounds the console output queued for the host's writer (besides the batch
@@ -10,15 +12,25 @@ import (
 // slow serial line.
 const maxPending = 64 << 10
 
+// linger is how long output without a line end waits for more before it is written:
+// a shell's prompt or the echo of a key, which a guest writes and then idles.
+const linger = time.Millisecond
+
 // outbox takes the guest's console output off the vCPU thread: the UART appends each
-// byte to a buffer and a goroutine writes what has gathered with one write, so a line
-// of output costs the vCPU no system calls.
+// byte to a buffer, and a goroutine writes what has gathered with one write once a line
+// ends, maxPending/4 bytes are queued, or linger has passed. A line of output costs
+// the vCPU no system calls and one wake-up of the writer, not one per byte (each
+// wake-up is a few microseconds on the vCPU thread, as much as a tenth of an exit).
 type outbox struct {
 	w      io.Writer
+	linger time.Duration
 	mu     sync.Mutex
 	cond   sync.Cond
 	buf    []byte
 	spare  []byte
+	wake   bool // the writer is told to take buf
+	timer  *time.Timer
+	timed  bool // timer runs for what buf holds
 	busy   bool // the writer holds a batch
 	closed bool
 	err    error // the first write error: later output is refused
@@ -26,10 +38,30 @@ type outbox struct {
 }
 
 func newOutbox(w io.Writer) *outbox {
-	o := &outbox{w: w, done: make(chan struct{})}
+	o := &outbox{w: w, linger: linger, done: make(chan struct{})}
 	o.cond.L = &o.mu
+	o.timer = time.AfterFunc(time.Hour, o.expire)
+	o.timer.Stop()
 	go o.loop()
 	return o
+}
+
+// expire sends the writer what lingered.
+func (o *outbox) expire() {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.timed {
+		o.timed = false
+		o.signal()
+	}
+}
+
+// signal tells the writer to take buf; o.mu is held.
+func (o *outbox) signal() {
+	if !o.wake {
+		o.wake = true
+		o.cond.Broadcast()
+	}
 }
 
 // Write queues p, waiting while maxPending bytes are queued.
@@ -46,7 +78,14 @@ func (o *outbox) Write(p []byte) (int, error) {
 		return 0, io.ErrClosedPipe
 	}
 	o.buf = append(o.buf, p...)
-	o.cond.Broadcast()
+	switch {
+	case o.wake:
+	case bytes.IndexByte(p, '\n') >= 0 || len(o.buf) >= maxPending/4:
+		o.signal()
+	case !o.timed:
+		o.timed = true
+		o.timer.Reset(o.linger)
+	}
 	return len(p), nil
 }
 
@@ -55,14 +94,18 @@ func (o *outbox) loop() {
 	o.mu.Lock()
 	defer o.mu.Unlock()
 	for {
-		for len(o.buf) == 0 && !o.closed {
+		for !(o.wake && len(o.buf) > 0) && !o.closed {
 			o.cond.Wait()
 		}
 		if len(o.buf) == 0 {
 			return
 		}
 		batch := o.buf
-		o.buf, o.busy = o.spare[:0], true
+		o.buf, o.busy, o.wake = o.spare[:0], true, false
+		if o.timed {
+			o.timed = false
+			o.timer.Stop()
+		}
 		o.cond.Broadcast() // room again for a guest held back
 		o.mu.Unlock()
 		_, err := o.w.Write(batch)
@@ -80,6 +123,9 @@ func (o *outbox) loop() {
 func (o *outbox) Flush() error {
 	o.mu.Lock()
 	defer o.mu.Unlock()
+	if len(o.buf) > 0 {
+		o.signal()
+	}
 	for (len(o.buf) > 0 || o.busy) && o.err == nil {
 		o.cond.Wait()
 	}
@@ -93,5 +139,6 @@ func (o *outbox) Close() error {
 	o.cond.Broadcast()
 	o.mu.Unlock()
 	<-o.done
+	o.timer.Stop()
 	return o.err
 }

@@ -6,6 +6,7 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+	"time"
 )
 
 // slowWriter records what it is given and blocks each write until released.
@@ -119,5 +120,60 @@ func TestOutboxReportsAWriteError(t *testing.T) {
 	}
 	if err := o.Close(); !errors.Is(err, broken) {
 		t.Errorf("Close = %v", err)
+	}
+}
+
+// chanWriter hands each write to a channel.
+type chanWriter chan string
+
+func (w chanWriter) Write(p []byte) (int, error) {
+	w <- string(p)
+	return len(p), nil
+}
+
+// next waits for the next write, failing the test if none comes.
+func (w chanWriter) next(t *testing.T) string {
+	t.Helper()
+	select {
+	case s := <-w:
+		return s
+	case <-time.After(10 * time.Second):
+		t.Fatal("no write in 10 s")
+		return ""
+	}
+}
+
+func TestOutboxWritesWholeLines(t *testing.T) {
+	w := make(chanWriter, 4)
+	o := newOutbox(w)
+	defer o.Close()
+	o.linger = time.Hour // nothing is written for want of a line end
+	for _, b := range []byte("hello\r\n") {
+		o.Write([]byte{b})
+	}
+	if got := w.next(t); got != "hello\r\n" {
+		t.Errorf("first write %q, want the whole line in one", got)
+	}
+	o.Write([]byte("world"))
+	if err := o.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	if got := w.next(t); got != "world" {
+		t.Errorf("Flush wrote %q, want the rest", got)
+	}
+}
+
+func TestOutboxWritesAPromptAfterLinger(t *testing.T) {
+	w := make(chanWriter, 4)
+	o := newOutbox(w)
+	defer o.Close()
+	o.Write([]byte("/ # "))
+	if got := w.next(t); got != "/ # " {
+		t.Errorf("wrote %q, want the prompt", got)
+	}
+	// Again, once the timer has fired once.
+	o.Write([]byte("x"))
+	if got := w.next(t); got != "x" {
+		t.Errorf("wrote %q, want the echo", got)
 	}
 }

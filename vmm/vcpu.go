@@ -41,11 +41,15 @@ var bootMSRs = []kvm.MSR{
 	{Index: msrMTRRDefType, Data: mtrrEnable | mtrrWriteBack},
 }
 
-// createVCPUs creates the vCPUs with their CPUID, MSRs and LAPIC LINT pins, and puts
-// the boot vCPU at the kernel's entry. The others wait, inside KVM, for the guest's
-// INIT/SIPI.
-func (m *Machine) createVCPUs() error {
+// createVCPUs creates the vCPUs with their CPUID, MSRs and LAPIC LINT pins once chip
+// says the VM has its irqchip (doing nothing if it says it never will). The boot vCPU
+// is put at the kernel's entry later (enter); the others wait, inside KVM, for the
+// guest's INIT/SIPI.
+func (m *Machine) createVCPUs(chip <-chan bool) error {
 	supported, err := m.sys.SupportedCPUID()
+	if !<-chip {
+		return nil
+	}
 	if err != nil {
 		return err
 	}
@@ -77,7 +81,7 @@ func (m *Machine) createVCPUs() error {
 			return err
 		}
 	}
-	return enter(m.vcpus[0], m.entry)
+	return nil
 }
 
 // setLINT wires the LAPIC's LINT0 to the PIC (ExtINT) and LINT1 to NMI, as the MP
