@@ -34,3 +34,7 @@ func setImmediateExit(run []byte, on bool) {
 	}
 	atomic.StoreUint32((*uint32)(unsafe.Pointer(unsafe.SliceData(run))), v)
 }
+
+// word is the 32-bit word at b[off:off+4], for atomic access to memory KVM shares
+// (off must be a multiple of 4 in a 4-byte aligned b, as an mmap'd page is).
+func word(b []byte, off int) *uint32 { return (*uint32)(unsafe.Pointer(&b[off : off+4][0])) }

@@ -24,6 +24,7 @@ func TestMirroredSizes(t *testing.T) {
 		{"kvm_userspace_memory_region", unsafe.Sizeof(memoryRegion{}), 32},
 		{"kvm_irq_level", unsafe.Sizeof(irqLevel{}), 8},
 		{"kvm_irqfd", unsafe.Sizeof(irqfd{}), 32},
+		{"kvm_coalesced_mmio_zone", unsafe.Sizeof(zone{}), 16},
 		{"kvm_pit_config", unsafe.Sizeof(pitConfig{}), 64},
 		{"kvm_ioeventfd", unsafe.Sizeof(ioeventfd{}), 64},
 		{"kvm_cpuid2 header", unsafe.Offsetof(cpuid{}.entries), 8},

@@ -32,6 +32,7 @@ type bus struct {
 	// debugExit is called for a write to DebugExitPort.
 	debugExit func(v byte)
 	count     counters
+	batch     *batcher // nil unless the console is batched
 }
 
 // io handles one port I/O exit; string I/O (Count > 1) is done element by element.

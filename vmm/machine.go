@@ -35,6 +35,7 @@ type Machine struct {
 	bus   *bus
 	out   *outbox // the console output, written off the vCPU threads
 	entry *boot.Entry
+	linux bool // the kernel is Linux (LinuxKernel)
 
 	closers []io.Closer    // disk images and device sockets, closed last
 	events  []*kvm.EventFD // ioeventfds and irqfds, closed to stop their goroutines
@@ -87,6 +88,9 @@ func New(ctx context.Context, cfg Config) (_ *Machine, err error) {
 	}
 	if err := enter(m.vcpus[0], m.entry); err != nil {
 		return nil, err
+	}
+	if !m.linux {
+		m.batchConsole()
 	}
 	return m, nil
 }
@@ -297,6 +301,9 @@ func (m *Machine) loadKernel() error {
 	if err != nil {
 		return fmt.Errorf("kernel: %w", err)
 	}
+	if m.linux, err = isLinux(k); err != nil {
+		return err
+	}
 	p := boot.Params{Kernel: k, KernelSize: ks.Size(), Cmdline: m.cmdline(), CPUs: m.cfg.cpus()}
 	if m.cfg.Initrd != "" {
 		r, err := os.Open(m.cfg.Initrd)
@@ -353,6 +360,7 @@ func (m *Machine) Run(ctx context.Context) (Exit, error) {
 		m.finish(Exit{Reason: Canceled, Code: 130}, nil)
 		<-stopped
 	}
+	m.bus.batch.drain()
 	if m.out != nil {
 		// Everything the guest wrote is out when Run returns.
 		if err := m.out.Flush(); err != nil {
@@ -363,7 +371,7 @@ func (m *Machine) Run(ctx context.Context) (Exit, error) {
 	defer m.mu.Unlock()
 	st := m.Stats()
 	m.log.Debug("vm stopped", "reason", m.exit.Reason.String(), "err", m.err, "exits", st.Exits,
-		"serial", st.Serial, "i8042", st.I8042, "other_ports", st.OtherPorts, "virtio", st.Virtio,
+		"serial", st.Serial, "batched", st.Batched, "i8042", st.I8042, "other_ports", st.OtherPorts, "virtio", st.Virtio,
 		"other_mmio", st.OtherMMIO, "interrupted", st.Interrupted)
 	return m.exit, m.err
 }

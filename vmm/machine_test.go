@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/hullvm/hull/cache"
 	"github.com/hullvm/hull/internal/testenv"
 	"github.com/hullvm/hull/kvm"
 )
@@ -95,6 +96,18 @@ var (
 		[]byte{0xe6, 0xf4},             // out 0xf4, al
 		[]byte{0xeb, 0xfe},             // jmp $
 	)
+	// modeGuest writes 'a', turns on the THRE interrupt (interrupt-driven output, as a
+	// tty driver does), writes 'b', and exits with 0.
+	modeGuest = []byte{
+		0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+		0xb0, 'a', 0xee, // mov al, 'a'; out dx, al
+		0x66, 0xba, 0xf9, 0x03, // mov dx, 0x3f9 (IER)
+		0xb0, 0x02, 0xee, // mov al, THRE; out dx, al
+		0x66, 0xba, 0xf8, 0x03, // mov dx, 0x3f8
+		0xb0, 'b', 0xee, // mov al, 'b'; out dx, al
+		0xb0, 0x00, 0xe6, 0xf4, // mov al, 0; out 0xf4, al
+		0xeb, 0xfe, // jmp $
+	}
 	// resetGuest pulses the CPU reset line through the i8042, as Linux's reboot=k.
 	resetGuest = []byte{0xb0, 0xfe, 0xe6, 0x64, 0xeb, 0xfe} // mov al, 0xfe; out 0x64, al; jmp $
 	// faultGuest raises #UD with an empty IDT: #UD, #DF, then a triple fault.
@@ -213,7 +226,7 @@ func TestMachineRun(t *testing.T) {
 			if out.String() != tc.out {
 				t.Fatalf("console %q, want %q", out.String(), tc.out)
 			}
-			if s := m.Stats(); s.Serial < uint64(len(tc.out)) || s.Exits < s.Serial+s.I8042+s.OtherPorts+s.Virtio+s.OtherMMIO {
+			if s := m.Stats(); s.Serial+s.Batched < uint64(len(tc.out)) || s.Exits < s.Serial+s.I8042+s.OtherPorts+s.Virtio+s.OtherMMIO {
 				t.Fatalf("stats %+v: fewer exits than the guest made", s)
 			}
 		})
@@ -338,5 +351,61 @@ func TestNetDevice(t *testing.T) {
 	m.Close()
 	if _, err := os.Stat("/sys/class/net/" + tap); err == nil {
 		t.Fatal("tap left behind after Close")
+	}
+}
+
+// TestConsoleBatching: a guest that writes the UART without enabling its THRE
+// interrupt has its bytes batched by KVM (no exit each), yet they come out whole and in
+// order with the accesses that exit; once it enables the interrupt, every write exits
+// again (a batched one would never raise it).
+func TestConsoleBatching(t *testing.T) {
+	testenv.RequireKVM(t)
+	tests := []struct {
+		name          string
+		code          []byte
+		out           string
+		batched, exit uint64 // batched bytes, serial exits
+	}{
+		{name: "polled", code: printGuest, out: "hello, hull\n", batched: 12, exit: 0},
+		{name: "interrupt-driven later", code: modeGuest, out: "ab", batched: 1, exit: 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			var out SyncBuffer
+			m, err := New(context.Background(), Config{Kernel: writeGuest(t, tc.code), MemoryMiB: 32, Console: &out})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer m.Close()
+			if m.bus.batch == nil {
+				if c, _ := m.sys.Check(kvm.CapCoalescedPIO); c > 0 {
+					t.Fatal("KVM can batch port writes, yet the console is not batched")
+				}
+				t.Skip("this host's KVM cannot batch port writes (no KVM_CAP_COALESCED_PIO)")
+			}
+			if _, err := m.Run(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			s := m.Stats()
+			if out.String() != tc.out || s.Batched != tc.batched || s.Serial != tc.exit {
+				t.Errorf("console %q, %d batched, %d serial exits; want %q, %d, %d", out.String(), s.Batched, s.Serial, tc.out, tc.batched, tc.exit)
+			}
+		})
+	}
+}
+
+// TestConsoleBatchingNotForLinux: Linux leaves the polled mode at its 8250 probe, and
+// ending the batching then costs milliseconds, so a Linux kernel is never batched.
+func TestConsoleBatchingNotForLinux(t *testing.T) {
+	testenv.RequireKVM(t)
+	kernel := cache.Dir(cmp.Or(os.Getenv("HULL_CACHE"), cache.DefaultDir)).BootKernel()
+	testenv.RequireFile(t, kernel, "the guest kernel (scripts/setup builds it)")
+	m, err := New(context.Background(), Config{Kernel: kernel, MemoryMiB: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer m.Close()
+	if m.bus.batch != nil {
+		t.Error("Linux's console is batched")
 	}
 }

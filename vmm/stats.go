@@ -13,18 +13,19 @@ type Stats struct {
 	Virtio      uint64 // MMIO to virtio windows
 	OtherMMIO   uint64 // MMIO nobody claims
 	Interrupted uint64 // KVM_RUN interrupted by a signal or a kick
+	Batched     uint64 // console bytes KVM batched without an exit (not in Exits)
 }
 
 // counters is Stats, updated from every vCPU thread.
 type counters struct {
-	exits, serial, i8042, otherPorts, virtio, otherMMIO, interrupted atomic.Uint64
+	exits, serial, i8042, otherPorts, virtio, otherMMIO, interrupted, batched atomic.Uint64
 }
 
 func (c *counters) snapshot() Stats {
 	return Stats{
 		Exits: c.exits.Load(), Serial: c.serial.Load(), I8042: c.i8042.Load(),
 		OtherPorts: c.otherPorts.Load(), Virtio: c.virtio.Load(), OtherMMIO: c.otherMMIO.Load(),
-		Interrupted: c.interrupted.Load(),
+		Interrupted: c.interrupted.Load(), Batched: c.batched.Load(),
 	}
 }
 

@@ -139,6 +139,7 @@ func (m *Machine) runVCPU(v *kvm.VCPU) {
 			return
 		}
 		m.bus.count.exits.Add(1)
+		m.bus.batch.drain()
 		switch e.Reason {
 		case kvm.ExitIO:
 			m.bus.io(&e.IO)

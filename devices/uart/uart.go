@@ -85,6 +85,9 @@ type UART struct {
 	space   chan struct{} // signaled when the guest reads from the receive FIFO
 	dropped uint64        // bytes the writer refused
 	tx      [1]byte       // the byte being written, kept here so it does not escape
+
+	onBatchable func(bool) // told when batchable changes
+	batchable   bool
 }
 
 // New returns a UART whose output goes to out (nil discards it) and whose interrupt
@@ -98,7 +101,27 @@ func New(out io.Writer, irq func(high bool)) *UART {
 		irq = func(bool) {}
 	}
 	// DLL 1: the divisor for 115200 baud, Linux's default for the console.
-	return &UART{out: out, irq: irq, dll: 1, space: make(chan struct{}, 1)}
+	return &UART{out: out, irq: irq, dll: 1, space: make(chan struct{}, 1), batchable: true}
+}
+
+// Batchable reports whether the guest's writes to the data register may reach Write
+// late, batched, yet in order with its other accesses: they then only transmit, and
+// nothing the guest can see depends on when. That holds while the guest polls the
+// line status: no THRE interrupt is enabled (it would be raised by each write), the
+// divisor latch is not selected and the UART is not in loopback.
+func (u *UART) Batchable() bool {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	return u.batchable
+}
+
+// OnBatchable sets fn to be told whenever Batchable changes, with the UART's lock held
+// and before the guest's access that changed it completes: fn must not call back into
+// the UART.
+func (u *UART) OnBatchable(fn func(bool)) {
+	u.mu.Lock()
+	defer u.mu.Unlock()
+	u.onBatchable = fn
 }
 
 // Read handles a guest read from the register at offset (0 to 7) from the base port.
@@ -229,6 +252,12 @@ func (u *UART) Write(offset uint8, data []byte) {
 		u.scr = v
 	}
 	u.updateLocked()
+	if b := u.ier&ierTHRE == 0 && u.lcr&lcrDLAB == 0 && u.mcr&mcrLoop == 0; b != u.batchable {
+		u.batchable = b
+		if u.onBatchable != nil {
+			u.onBatchable(b)
+		}
+	}
 }
 
 // iirLocked is the highest-priority pending interrupt (data sheet table 4).

@@ -188,3 +188,39 @@ func FuzzGuest(f *testing.F) {
 		}
 	})
 }
+
+func TestBatchable(t *testing.T) {
+	u := New(nil, nil)
+	var told []bool
+	u.OnBatchable(func(b bool) { told = append(told, b) })
+	if !u.Batchable() {
+		t.Fatal("a reset UART (polled, no THRE interrupt) is not batchable")
+	}
+	steps := []struct {
+		port, val uint8
+		want      bool
+	}{
+		{regIER, ierTHRE, false}, // interrupt-driven transmit: each write raises THRE
+		{regIER, ierRDA, true},
+		{regLCR, lcrDLAB, false}, // the data port is the divisor latch
+		{regLCR, 0x03, true},
+		{regMCR, mcrLoop, false}, // transmitted bytes come back as received ones
+		{regMCR, mcrDTR | mcrRTS | mcrOUT2, true},
+		{regSCR, 0x55, true}, // no change, nothing told
+	}
+	for _, s := range steps {
+		u.Write(s.port, []byte{s.val})
+		if got := u.Batchable(); got != s.want {
+			t.Errorf("after writing %#x to register %d: Batchable() = %v, want %v", s.val, s.port, got, s.want)
+		}
+	}
+	want := []bool{false, true, false, true, false, true}
+	if len(told) != len(want) {
+		t.Fatalf("told %v, want %v", told, want)
+	}
+	for i := range want {
+		if told[i] != want[i] {
+			t.Fatalf("told %v, want %v", told, want)
+		}
+	}
+}
