@@ -189,8 +189,9 @@ func (m *Manager) reserve(ctx context.Context, c *Container) error {
 	}
 	defer unlock()
 	// Under the lock, leftovers of hull processes killed while creating (.new-) or
-	// removing (.rm-, already unmounted) a container go.
-	for _, pat := range []string{".new-*", ".rm-*"} {
+	// removing (.rm-, already unmounted) a container, or making the init layer
+	// (.init-new-), go.
+	for _, pat := range []string{".new-*", ".rm-*", ".init-new-*"} {
 		old, _ := filepath.Glob(filepath.Join(dir, pat))
 		for _, d := range old {
 			os.RemoveAll(d)
@@ -619,6 +620,7 @@ func (m *Manager) remove(ctx context.Context, c *Container, rt Runtime) error {
 	}
 	return nil
 }
+
 
 // ExecConfig is what exec runs in a running container.
 type ExecConfig struct {

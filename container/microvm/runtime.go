@@ -100,7 +100,7 @@ func (r *Runtime) Prepare(ctx context.Context, c *container.Container) (string, 
 	if err := r.Tools.MakeExt4(ctx, filepath.Join(c.Dir, scratchFile), size, ""); err != nil {
 		return "", fmt.Errorf("scratch disk: %w", err)
 	}
-	if err := container.MountRootfs(c.Dir, c.Rootfs(), c.Disks); err != nil {
+	if err := container.MountRootfs(c); err != nil {
 		r.log().Debug("image root not visible on the host; --user takes numeric ids only", "err", err)
 		container.UnmountRootfs(c.Dir, c.Rootfs())
 		return "", nil

@@ -80,7 +80,7 @@ func (r *Runtime) Name() string { return r.name }
 
 // Prepare mounts the overlay root filesystem in the bundle directory.
 func (r *Runtime) Prepare(ctx context.Context, c *container.Container) (string, error) {
-	if err := container.MountRootfs(c.Dir, c.Rootfs(), c.Disks); err != nil {
+	if err := container.MountRootfs(c); err != nil {
 		return "", err
 	}
 	return c.Rootfs(), nil
