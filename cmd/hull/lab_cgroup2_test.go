@@ -211,7 +211,9 @@ timed() { read t0 _ </proc/uptime; "$@"; c=$?; echo "WALL $(since $t0)"; return 
 hull() { timeout -s KILL 300 /payload/hull "$@"; }
 # The hog starts once the container runs: killed while runc is still starting it, it
 # makes runc fail with "container process is already dead" (125), not an OOM kill.
-hog='sleep 1; a=xxxxxxxx; while true; do a=$a$a; done'
+# runc's whole start takes up to 1.5 s under L1's emulation (one CI run's hog, started
+# after 1 s, was killed before runc was done), so it waits 4.
+hog='sleep 4; a=xxxxxxxx; while true; do a=$a$a; done'
 clean() {
 	echo "containers: $(ls /var/lib/hull/containers | wc -l)"
 	echo "mounts: $(grep -c /var/lib/hull /proc/mounts)"
