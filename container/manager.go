@@ -47,6 +47,10 @@ type Config struct {
 	// (Docker's --cgroup-parent); "" is "hull".
 	CgroupParent string
 	Bundle       bundle.Options
+	// Launch, for a container that Run starts right after Create in the foreground
+	// without a terminal, are the streams Run will be given: a runtime that can
+	// (Launcher) is started with them while the container is being created.
+	Launch *IO
 }
 
 // cgroupsPath is the container's cgroup under parent: names of [a-zA-Z0-9_.-]+ other
@@ -92,7 +96,7 @@ const maxAccountFile = 1 << 20
 
 // Create makes a container: its directory, state, root filesystem and bundle. The
 // container is Created; Run or StartDetached starts it. On error nothing is left.
-func (m *Manager) Create(ctx context.Context, cfg Config) (c *Container, err error) {
+func (m *Manager) Create(ctx context.Context, cfg Config) (_ *Container, err error) {
 	if cfg.Name != "" {
 		if err := ValidateName(cfg.Name); err != nil {
 			return nil, err
@@ -121,7 +125,7 @@ func (m *Manager) Create(ctx context.Context, cfg Config) (c *Container, err err
 	if cfg.Name == "" {
 		cfg.Name = randomName(id)
 	}
-	c = &Container{Dir: filepath.Join(containersDir(m.Root), id), State: State{
+	c := &Container{Dir: filepath.Join(containersDir(m.Root), id), State: State{
 		ID: id, Name: cfg.Name, Image: cfg.Image, ImageID: img.ID, Disks: img.Disks,
 		Isolation: cfg.Isolation, Runtime: rt.Name(), Created: time.Now().UTC(),
 		Remove: cfg.Remove, Detach: cfg.Detach, TTY: cfg.Bundle.Terminal, Status: Created,
@@ -131,11 +135,20 @@ func (m *Manager) Create(ctx context.Context, cfg Config) (c *Container, err err
 	}
 	defer func() {
 		if err != nil {
+			if c.launched != nil {
+				c.launched.Abort()
+				c.launched = nil
+			}
 			rt.Delete(context.WithoutCancel(ctx), c)
 			os.RemoveAll(c.Dir)
 		}
 	}()
 	m.log().Debug("container reserved", "container", c.ShortID(), "took", time.Since(t0))
+	if l, ok := rt.(Launcher); ok && cfg.Launch != nil && !cfg.Bundle.Terminal {
+		if c.launched, err = l.Launch(ctx, c, *cfg.Launch); err != nil {
+			return nil, err
+		}
+	}
 	rootfs, err := rt.Prepare(ctx, c)
 	if err != nil {
 		return nil, err
@@ -167,6 +180,11 @@ func (m *Manager) Create(ctx context.Context, cfg Config) (c *Container, err err
 	}
 	if err := bundle.Write(c.Dir, spec); err != nil {
 		return nil, err
+	}
+	if c.launched != nil {
+		if err := c.launched.Feed(spec); err != nil {
+			return nil, err
+		}
 	}
 	c.Command = spec.Process.Args
 	if err := c.save(); err != nil {
@@ -287,6 +305,13 @@ func (m *Manager) Run(ctx context.Context, c *Container, stdio IO, sig Signals) 
 type ready func(error)
 
 func (m *Manager) supervise(ctx context.Context, c *Container, stdio IO, sig Signals, ready ready) (code int, err error) {
+	launched := c.launched // started by Create, with the streams Run is given now
+	c.launched = nil
+	defer func() {
+		if launched != nil { // not started after all
+			launched.Abort()
+		}
+	}()
 	rt, err := m.Runtime(c.Runtime)
 	if err != nil {
 		return 0, err
@@ -341,7 +366,13 @@ func (m *Manager) supervise(ctx context.Context, c *Container, stdio IO, sig Sig
 			}
 		}
 	}()
-	p, err := rt.Start(startCtx, c, stdio)
+	var p Process
+	if launched != nil {
+		p, err = launched.Start(startCtx)
+		launched = nil
+	} else {
+		p, err = rt.Start(startCtx, c, stdio)
+	}
 	if err != nil {
 		if c.Remove {
 			m.remove(context.WithoutCancel(ctx), c, rt)
@@ -620,7 +651,6 @@ func (m *Manager) remove(ctx context.Context, c *Container, rt Runtime) error {
 	}
 	return nil
 }
-
 
 // ExecConfig is what exec runs in a running container.
 type ExecConfig struct {

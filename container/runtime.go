@@ -65,6 +65,28 @@ type Runtime interface {
 	Delete(ctx context.Context, c *Container) error
 }
 
+// Launcher is a Runtime that can start its process for a container before the
+// container's bundle exists (Config.Launch): the runtime binary's own start-up (about
+// 3 ms for runc: its Go runtime and libseccomp) then overlaps the rest of Create (the
+// root filesystem's mount, the bundle) instead of following it.
+type Launcher interface {
+	// Launch starts the runtime for c, whose directory exists but whose bundle does
+	// not yet, with stdio as its streams (never a terminal). It returns nil and no
+	// error when it cannot launch c early: c is then started by Start as usual.
+	Launch(ctx context.Context, c *Container, stdio IO) (Launched, error)
+}
+
+// Launched is a runtime process started by Launch that waits for its bundle.
+type Launched interface {
+	// Feed hands it the bundle's configuration, once c's root filesystem is
+	// mounted and config.json written; the process goes on with it.
+	Feed(spec *specs.Spec) error
+	// Start waits for the container's process to be created, as Runtime.Start does.
+	Start(ctx context.Context) (Process, error)
+	// Abort stops the runtime process, when the container will not start after all.
+	Abort()
+}
+
 // devNull opens /dev/null for a stream the caller did not give.
 func devNull(write bool) (*os.File, error) {
 	if write {

@@ -82,6 +82,8 @@ func (s *State) ShortID() string { return s.ID[:min(12, len(s.ID))] }
 type Container struct {
 	State
 	Dir string `json:"-"` // ROOT/containers/ID: also the bundle directory
+
+	launched Launched // the runtime Create started early (Config.Launch), until Run
 }
 
 // Files in a container's directory.

@@ -320,6 +320,20 @@ func runRun(ctx context.Context, g *globals, io stdio, o *runOpts, args []string
 	if err != nil {
 		return err
 	}
+	foreground := start && !o.detach
+	streams := container.IO{Out: io.out, Err: io.err}
+	if o.interactive {
+		streams.In = io.in
+	}
+	if foreground {
+		if err := container.Subreaper(); err != nil {
+			return err
+		}
+		if !o.tty {
+			// The runtime may start while the container is made (container.Launcher).
+			cfg.Launch = &streams
+		}
+	}
 	c, err := m.Create(ctx, cfg)
 	if err != nil {
 		return err
@@ -338,25 +352,20 @@ func runRun(ctx context.Context, g *globals, io stdio, o *runOpts, args []string
 		fmt.Fprintln(io.out, c.ID)
 		return nil
 	}
-	return runForeground(ctx, m, c, io, o.interactive)
+	return runForeground(ctx, m, c, io, streams, o.interactive)
 }
 
-// runForeground runs c attached to hull's standard streams and exits with its status.
-func runForeground(ctx context.Context, m *container.Manager, c *container.Container, io stdio, interactive bool) error {
-	if err := container.Subreaper(); err != nil {
-		return err
-	}
+// runForeground runs c attached to hull's standard streams (streams: the same Create
+// was given to launch the runtime early) and exits with its status. The caller made
+// hull a child subreaper.
+func runForeground(ctx context.Context, m *container.Manager, c *container.Container, io stdio, streams container.IO, interactive bool) error {
 	sigc := make(chan os.Signal, 8)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigc)
-	stdio := container.IO{Out: io.out, Err: io.err}
-	if interactive {
-		stdio.In = io.in
-	}
 	sig := container.Signals{Signal: sigc}
 	if c.TTY {
 		if fd, ok := terminalFd(io.out); ok {
-			stdio.Size = winsize(fd)
+			streams.Size = winsize(fd)
 			resize := make(chan container.Winsize, 1)
 			winch := make(chan os.Signal, 1)
 			signal.Notify(winch, syscall.SIGWINCH)
@@ -379,7 +388,7 @@ func runForeground(ctx context.Context, m *container.Manager, c *container.Conta
 			defer restore()
 		}
 	}
-	code, err := m.Run(context.WithoutCancel(ctx), c, stdio, sig)
+	code, err := m.Run(context.WithoutCancel(ctx), c, streams, sig)
 	if err != nil {
 		return startError(io, err)
 	}

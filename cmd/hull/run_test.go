@@ -138,6 +138,9 @@ func TestRunCLI(t *testing.T) {
 		{name: "bad isolation", args: []string{"--isolation", "vz", "busybox", "true"}, code: 125, err: "use auto, container or vm"},
 		{name: "no image", args: []string{"--isolation", "container", "nosuchimage", "true"}, code: 125, err: "hull pull"},
 		{name: "bad memory", args: []string{"--memory", "lots", "busybox", "true"}, code: 125, err: "--memory"},
+		// Found unknown only once the root filesystem is mounted (and runc launched):
+		// the half-made container goes, and hull does not crash.
+		{name: "unknown user", args: []string{"--isolation", "container", "-u", "nosuchuser", "busybox", "true"}, code: 125, err: "nosuchuser"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -255,17 +255,31 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 	if stdio.TTY {
 		return r.startTTY(ctx, c, stdio)
 	}
-	pidFile := filepath.Join(c.Dir, "init.pid")
-	os.Remove(pidFile)
 	st, err := newStreams(stdio)
 	if err != nil {
 		return nil, err
 	}
-	x := exec.Command(r.bin, r.args(c, "run", "--bundle", c.Dir, "--pid-file", pidFile, c.ID)...)
+	p, err := r.run(c, c.Dir, st, false)
+	if err != nil {
+		return nil, err
+	}
+	return r.created(p)
+}
+
+// run starts the foreground `run` of the bundle in dir for c with the streams st.
+// early: the bundle is not written yet (Launch), and the runtime dies with hull until
+// then (see Launch).
+func (r *Runtime) run(c *container.Container, dir string, st *streams, early bool) (*process, error) {
+	pidFile := filepath.Join(c.Dir, "init.pid")
+	os.Remove(pidFile)
+	x := exec.Command(r.bin, r.args(c, "run", "--bundle", dir, "--pid-file", pidFile, c.ID)...)
 	x.Stdin, x.Stdout, x.Stderr = st.in, st.out, st.err
 	// Its own process group: a terminal's Ctrl-C reaches hull, which forwards it once.
 	x.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	err = x.Start()
+	if early {
+		x.SysProcAttr.Pdeathsig = syscall.SIGKILL
+	}
+	err := x.Start()
 	st.closeChild()
 	if err != nil {
 		return nil, fmt.Errorf("%s run: %w", r.name, err)
@@ -275,6 +289,13 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 		p.runErr = x.Wait()
 		close(p.exited)
 	}()
+	return p, nil
+}
+
+// created waits for the foreground run p to create the container's process (its pid
+// file), or to end.
+func (r *Runtime) created(p *process) (container.Process, error) {
+	pidFile := filepath.Join(p.c.Dir, "init.pid")
 	// The pid file appears once the process is created, before it runs the command
 	// (runc takes tens of milliseconds to get there: no point in looking sooner).
 	for tick := 4 * time.Millisecond; ; tick = min(2*tick, 20*time.Millisecond) {
@@ -288,14 +309,143 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 				p.pid = pid
 				return p, nil
 			}
-			st.wg.Wait()
-			if st.inCopy != nil {
-				st.inCopy.Close()
+			p.st.wg.Wait()
+			if p.st.inCopy != nil {
+				p.st.inCopy.Close()
 			}
-			return nil, r.fail(c, "run", p.runErr, "")
+			return nil, r.fail(p.c, "run", p.runErr, "")
 		case <-time.After(tick):
 		}
 	}
+}
+
+// launchDir, in a container's directory, is the bundle directory of a runtime
+// launched early: its config.json is a FIFO that Feed writes.
+const launchDir = "launch"
+
+// Launch implements container.Launcher for runc: `runc run` starts at once, on a
+// bundle directory whose config.json is a FIFO, and blocks reading it until Feed
+// writes the configuration; the root filesystem is then named by its absolute path.
+// runc reads its configuration with a JSON decoder, so it goes on once it has it.
+// crun reads its to the end of the file, and is not launched early.
+//
+// Until Feed, runc waits on a FIFO that only hull can write: were hull killed then,
+// runc would wait forever. So an early runc gets SIGKILL when hull dies (its parent
+// death signal), also later: then the container's process, if it runs, is left to
+// `hull rm`, which deletes it with the runtime's state, as after any hull killed.
+func (r *Runtime) Launch(ctx context.Context, c *container.Container, stdio container.IO) (container.Launched, error) {
+	if r.name != "runc" || stdio.TTY {
+		return nil, nil
+	}
+	dir := filepath.Join(c.Dir, launchDir)
+	if err := os.Mkdir(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("launch %s: %w", r.name, err)
+	}
+	fifo := filepath.Join(dir, "config.json")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		os.RemoveAll(dir)
+		return nil, fmt.Errorf("launch %s: %w", r.name, err)
+	}
+	st, err := newStreams(stdio)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	p, err := r.run(c, dir, st, true)
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, err
+	}
+	return &launched{p: p, fifo: fifo, dir: dir}, nil
+}
+
+// launched is a runc run started by Launch.
+type launched struct {
+	p         *process
+	fifo, dir string
+}
+
+// Feed implements container.Launched: it writes spec, with the root filesystem's
+// absolute path, into the FIFO runc reads.
+func (l *launched) Feed(spec *specs.Spec) error {
+	s := *spec
+	if spec.Root != nil {
+		root := *spec.Root
+		root.Path = l.p.c.Rootfs()
+		s.Root = &root
+	}
+	b, err := json.Marshal(&s)
+	if err != nil {
+		return fmt.Errorf("encode bundle: %w", err)
+	}
+	// Opening a FIFO to write waits for its reader: runc, about 3 ms after it
+	// started, usually long since. Should runc end first, a reader of our own lets the
+	// open return; what runc said is then reported by Start.
+	type opened struct {
+		f   *os.File
+		err error
+	}
+	ch := make(chan opened, 1)
+	go func() {
+		f, err := os.OpenFile(l.fifo, os.O_WRONLY, 0)
+		ch <- opened{f, err}
+	}()
+	var o opened
+	select {
+	case o = <-ch:
+	case <-l.p.exited:
+		if rd, err := os.OpenFile(l.fifo, os.O_RDONLY|unix.O_NONBLOCK, 0); err == nil {
+			o = <-ch
+			rd.Close()
+		} else {
+			select {
+			case o = <-ch:
+			default:
+				return nil // the open stays blocked; nothing reads or writes the FIFO again
+			}
+		}
+		if o.f != nil {
+			o.f.Close()
+		}
+		return nil
+	}
+	if o.err != nil {
+		return fmt.Errorf("launch %s: %w", l.p.r.name, o.err)
+	}
+	defer o.f.Close()
+	// The pipe must hold the whole configuration, so a runc that stops reading
+	// cannot block the write (64 KiB by default; bundles are 10 to 20 KiB).
+	if len(b) > 64<<10 {
+		if _, err := unix.FcntlInt(o.f.Fd(), unix.F_SETPIPE_SZ, len(b)); err != nil {
+			return fmt.Errorf("launch %s: a %d-byte configuration: %w", l.p.r.name, len(b), err)
+		}
+	}
+	if _, err := o.f.Write(b); err != nil && !errors.Is(err, syscall.EPIPE) {
+		return fmt.Errorf("launch %s: %w", l.p.r.name, err)
+	}
+	return nil
+}
+
+// Start implements container.Launched.
+func (l *launched) Start(ctx context.Context) (container.Process, error) {
+	defer os.RemoveAll(l.dir) // runc has read the FIFO, or never will
+	return l.p.r.created(l.p)
+}
+
+// Abort implements container.Launched: runc is killed and, had it already created the
+// container, the container is deleted with runc's state.
+func (l *launched) Abort() {
+	l.p.runtime.Process.Kill()
+	<-l.p.exited
+	l.p.st.wg.Wait()
+	if l.p.st.inCopy != nil {
+		l.p.st.inCopy.Close()
+	}
+	r, c := l.p.r, l.p.c
+	if _, err := os.Stat(filepath.Join(r.state, c.ID)); err == nil {
+		r.command(context.Background(), c, "delete", "--force", c.ID)
+	}
+	os.RemoveAll(l.dir)
 }
 
 func readPid(path string) (int, bool) {

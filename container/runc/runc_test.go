@@ -48,8 +48,9 @@ func manager(root string, images container.ImageSource) *container.Manager {
 
 // env is one test's state directory and image.
 type env struct {
-	root string
-	m    *container.Manager
+	root   string
+	m      *container.Manager
+	launch bool // run launches runc while it creates the container (Config.Launch)
 }
 
 func setup(t *testing.T) *env {
@@ -92,14 +93,17 @@ func (e *env) run(t *testing.T, cfg container.Config, stdin string) (int, string
 	}
 	cfg.Isolation = container.IsolationContainer
 	ctx := context.Background()
-	c, err := e.m.Create(ctx, cfg)
-	if err != nil {
-		t.Fatalf("create: %v", err)
-	}
 	var out, errb bytes.Buffer
 	stdio := container.IO{Out: &out, Err: &errb}
 	if stdin != "" {
 		stdio.In = strings.NewReader(stdin)
+	}
+	if e.launch {
+		cfg.Launch = &stdio
+	}
+	c, err := e.m.Create(ctx, cfg)
+	if err != nil {
+		t.Fatalf("create: %v", err)
 	}
 	code, err := e.m.Run(ctx, c, stdio, container.Signals{})
 	if err != nil {
@@ -134,14 +138,21 @@ func TestRun(t *testing.T) {
 		{name: "memory under limit", opts: bundle.Options{Args: sh("head -c 8m /dev/zero | tail | wc -c"), Memory: 256 << 20}, out: "8388608\n"},
 		{name: "cpus", opts: bundle.Options{Args: sh("cat /sys/fs/cgroup/cpu/cpu.cfs_quota_us 2>/dev/null || cut -d' ' -f1 /sys/fs/cgroup/cpu.max"), CPUs: 0.5}, out: "50000\n"},
 	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			cfg := container.Config{Remove: true, Bundle: tt.opts}
-			code, out, _ := e.run(t, cfg, tt.stdin)
-			if code != tt.code || out != tt.out {
-				t.Errorf("status %d output %q, want %d %q", code, out, tt.code, tt.out)
+	for _, launch := range []bool{false, true} {
+		e.launch = launch
+		for _, tt := range tests {
+			name := tt.name
+			if launch {
+				name += " (launched early)"
 			}
-		})
+			t.Run(name, func(t *testing.T) {
+				cfg := container.Config{Remove: true, Bundle: tt.opts}
+				code, out, _ := e.run(t, cfg, tt.stdin)
+				if code != tt.code || out != tt.out {
+					t.Errorf("status %d output %q, want %d %q", code, out, tt.code, tt.out)
+				}
+			})
+		}
 	}
 	if b, err := os.ReadFile(filepath.Join(dataDir, "f")); err != nil || string(b) != "kept\n" {
 		t.Errorf("volume after the containers: %q, %v", b, err)
@@ -357,5 +368,100 @@ func TestSignalForwarding(t *testing.T) {
 				t.Errorf("status %d, %v; want %d", code, err, tt.code)
 			}
 		})
+	}
+}
+
+// runcOf reports the runc processes working on container id.
+func runcOf(t *testing.T, id string) []string {
+	t.Helper()
+	var found []string
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err == nil && bytes.Contains(b, []byte(id)) && bytes.Contains(b, []byte("runc")) {
+			found = append(found, strings.ReplaceAll(string(b), "\x00", " "))
+		}
+	}
+	return found
+}
+
+// A container whose creation fails after runc was launched for it leaves no runc
+// behind, and one that starts fails as it would without the launch.
+func TestLaunchFailures(t *testing.T) {
+	e := setup(t)
+	e.launch = true
+	ctx := context.Background()
+	var out bytes.Buffer
+	stdio := container.IO{Out: &out, Err: &out}
+	// The user is looked up after the launch, in the mounted root filesystem.
+	_, err := e.m.Create(ctx, container.Config{Image: "busybox", Runtime: "runc", Name: "nouser", Remove: true,
+		Isolation: container.IsolationContainer, Launch: &stdio, Bundle: bundle.Options{Args: []string{"true"}, User: "nosuchuser"}})
+	if err == nil {
+		t.Fatal("create with an unknown user succeeded")
+	}
+	if all, _ := e.m.List(ctx); len(all) != 0 {
+		t.Errorf("failed create left %d containers", len(all))
+	}
+	c, err := e.m.Create(ctx, container.Config{Image: "busybox", Runtime: "runc", Remove: true,
+		Isolation: container.IsolationContainer, Launch: &stdio, Bundle: bundle.Options{Args: []string{"nosuchcommand"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.m.Run(ctx, c, stdio, container.Signals{}); !errors.Is(err, container.ErrCommandNotFound) {
+		t.Errorf("run of a missing command: %v, want ErrCommandNotFound", err)
+	}
+	if left := runcOf(t, c.ID); len(left) > 0 {
+		t.Errorf("runc left running: %q", left)
+	}
+}
+
+// Abort stops a launched runc before and after it has its configuration, and deletes
+// a container it had already created.
+func TestLaunchAbort(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	r, err := New("runc", filepath.Join(e.root, "runc"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, feed := range []bool{false, true} {
+		c, err := e.m.Create(ctx, container.Config{Image: "busybox", Runtime: "runc", Isolation: container.IsolationContainer,
+			Bundle: bundle.Options{Args: sh("sleep 1000")}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		l, err := r.Launch(ctx, c, container.IO{})
+		if err != nil || l == nil {
+			t.Fatalf("launch: %v, %v", l, err)
+		}
+		if feed {
+			spec, err := bundle.Read(c.Dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := l.Feed(spec); err != nil {
+				t.Fatal(err)
+			}
+			// Let runc get as far as creating the container.
+			for i := 0; i < 500; i++ {
+				if _, err := os.Stat(filepath.Join(c.Dir, "init.pid")); err == nil {
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+		}
+		l.Abort()
+		if left := runcOf(t, c.ID); len(left) > 0 {
+			t.Errorf("fed %v: runc left running: %q", feed, left)
+		}
+		if _, err := os.Stat(filepath.Join(e.root, "runc", c.ID)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("fed %v: runc's state left: %v", feed, err)
+		}
+		if _, err := os.Stat(filepath.Join(c.Dir, launchDir)); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("fed %v: launch directory left: %v", feed, err)
+		}
+		if err := e.m.Remove(ctx, c.ID, true); err != nil {
+			t.Fatal(err)
+		}
 	}
 }
