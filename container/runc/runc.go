@@ -437,13 +437,15 @@ func (l *launched) Start(ctx context.Context) (container.Process, error) {
 func (l *launched) Abort() {
 	l.p.runtime.Process.Kill()
 	<-l.p.exited
-	l.p.st.wg.Wait()
-	if l.p.st.inCopy != nil {
-		l.p.st.inCopy.Close()
-	}
+	// The container's process, if runc made it, holds the output pipes: it goes
+	// before their copies are waited for.
 	r, c := l.p.r, l.p.c
 	if _, err := os.Stat(filepath.Join(r.state, c.ID)); err == nil {
 		r.command(context.Background(), c, "delete", "--force", c.ID)
+	}
+	l.p.st.wg.Wait()
+	if l.p.st.inCopy != nil {
+		l.p.st.inCopy.Close()
 	}
 	os.RemoveAll(l.dir)
 }

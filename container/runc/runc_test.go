@@ -6,6 +6,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -425,6 +426,7 @@ func TestLaunchAbort(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, feed := range []bool{false, true} {
+		pid := 0
 		c, err := e.m.Create(ctx, container.Config{Image: "busybox", Runtime: "runc", Isolation: container.IsolationContainer,
 			Bundle: bundle.Options{Args: sh("sleep 1000")}})
 		if err != nil {
@@ -443,14 +445,18 @@ func TestLaunchAbort(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Let runc get as far as creating the container.
-			for i := 0; i < 500; i++ {
-				if _, err := os.Stat(filepath.Join(c.Dir, "init.pid")); err == nil {
-					break
-				}
+			for i := 0; i < 500 && pid == 0; i++ {
+				pid, _ = readPid(filepath.Join(c.Dir, "init.pid"))
 				time.Sleep(10 * time.Millisecond)
+			}
+			if pid == 0 {
+				t.Fatal("runc made no container process in 5 s")
 			}
 		}
 		l.Abort()
+		if pid != 0 && running(pid) {
+			t.Errorf("the container's process %d outlived Abort", pid)
+		}
 		if left := runcOf(t, c.ID); len(left) > 0 {
 			t.Errorf("fed %v: runc left running: %q", feed, left)
 		}
@@ -464,4 +470,14 @@ func TestLaunchAbort(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// running reports whether pid is a live process (not gone, not a zombie).
+func running(pid int) bool {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return false
+	}
+	_, rest, ok := bytes.Cut(b, []byte(") "))
+	return ok && len(rest) > 0 && rest[0] != 'Z' && rest[0] != 'X'
 }
