@@ -30,6 +30,15 @@ const (
 // ErrTimeout is wrapped by Run's error when L1 did not finish within Config.Timeout.
 var ErrTimeout = errors.New("lab timeout")
 
+// ErrLockup is wrapped by Run's error when L1's kernel reported a soft lockup (a CPU
+// stuck in the kernel for over 20 s): under QEMU's emulation of AMD-V an L1 CPU
+// sometimes never leaves an L2 guest again (docs/lab.md, "Stalls"), and the run would
+// only end at its timeout. Run then kills L1 at once.
+var ErrLockup = errors.New("L1 soft lockup")
+
+// lockupSign is how L1's kernel reports a soft lockup on its console.
+const lockupSign = "watchdog: BUG: soft lockup"
+
 // Config says what L1 boots and what it runs. Zero Memory, CPUs, CPU and Timeout take
 // the defaults above.
 type Config struct {
@@ -241,8 +250,10 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, err
 	}
 
-	runCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
-	defer cancel()
+	timeoutCtx, cancelTimeout := context.WithTimeout(ctx, cfg.Timeout)
+	defer cancelTimeout()
+	runCtx, cancel := context.WithCancelCause(timeoutCtx)
+	defer cancel(nil)
 	cmd := exec.CommandContext(runCtx, cfg.QEMU, cfg.qemuArgs(initrd)...)
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
@@ -261,7 +272,7 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// QEMU has read the initramfs into L1's memory before L1 prints anything: the
 	// temporary folder goes at the first line, so that even a killed test leaves nothing.
 	con := console{log: cfg.Log, init: f.marker("INIT") + " ", start: qemuStart,
-		first: func() { os.RemoveAll(dir) }}
+		first: func() { os.RemoveAll(dir) }, lockup: func() { cancel(ErrLockup) }}
 	con.read(stdout)
 	waitErr := cmd.Wait()
 	if msg := strings.TrimSpace(stderr.String()); msg != "" {
@@ -274,6 +285,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	switch {
 	case ctx.Err() != nil:
 		return res, fmt.Errorf("lab: cancelled: %w; L1 last printed:\n%s", ctx.Err(), con.tail(10))
+	case errors.Is(context.Cause(runCtx), ErrLockup):
+		return res, fmt.Errorf("lab: %w reported, L1 killed; it last printed:\n%s", ErrLockup, con.tail(10))
 	case runCtx.Err() != nil:
 		return res, fmt.Errorf("lab: L1 did not finish within %v and was killed (%w); it last printed:\n%s", cfg.Timeout, ErrTimeout, con.tail(10))
 	case waitErr != nil:
@@ -307,6 +320,7 @@ func writeFile(name string, fill func(io.Writer) error) error {
 type console struct {
 	log        io.Writer
 	first      func() // called at the first line
+	lockup     func() // called at a soft lockup report
 	init       string
 	start      time.Time
 	boot       time.Duration
@@ -340,6 +354,10 @@ func (c *console) line(line string) {
 	}
 	c.transcript.WriteString(line)
 	fmt.Fprint(c.log, line)
+	if c.lockup != nil && strings.Contains(line, lockupSign) {
+		c.lockup()
+		c.lockup = nil
+	}
 	c.last = append(c.last, strings.TrimRight(line, "\n"))
 	if len(c.last) > 50 {
 		c.last = c.last[len(c.last)-10:]

@@ -450,3 +450,21 @@ func TestLockSerializes(t *testing.T) {
 	}
 	again()
 }
+
+// The console reports a soft lockup of L1's kernel once, whatever follows.
+func TestConsoleLockup(t *testing.T) {
+	n := 0
+	c := console{log: io.Discard, lockup: func() { n++ }}
+	for _, l := range []string{
+		"HULL-LAB-STEP-x BEGIN exec-uname\n",
+		"[   40.618531] watchdog: BUG: soft lockup - CPU#1 stuck for 22s! [hull:159]\n",
+		"[   44.526408] watchdog: BUG: soft lockup - CPU#0 stuck for 26s! [kworker/0:2:93]\n",
+	} {
+		c.line(l)
+	}
+	if n != 1 {
+		t.Errorf("lockup reported %d times, want once", n)
+	}
+	quiet := console{log: io.Discard, lockup: func() { t.Error("a lockup in an ordinary line") }}
+	quiet.line("watchdog: enabled soft lockup detector\n")
+}

@@ -61,7 +61,7 @@ func TestLabBoot(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), cfg.Timeout+time.Minute)
 	defer cancel()
-	res, err := labtest.RunOnce(ctx, t, cfg, func(res lab.Result) string {
+	res, err := labtest.Run(ctx, t, cfg, func(res lab.Result) string {
 		for _, st := range res.Steps() {
 			if !strings.Contains(st.Output, bootOK) {
 				return "step " + st.Name + ": the guest never reached /init"

@@ -123,7 +123,7 @@ func runContainerLab(t *testing.T, mount, script string) lab.Result {
 	cfg.Log = labtest.Log(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Minute)
 	defer cancel()
-	res, err := labtest.RunOnce(ctx, t, cfg, func(lab.Result) string { return "" }) // containers: no L2 guests to stall
+	res, err := labtest.Run(ctx, t, cfg, func(lab.Result) string { return "" }) // containers: no L2 guests to stall
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}

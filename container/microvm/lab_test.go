@@ -64,7 +64,7 @@ func TestLabVM(t *testing.T) {
 	cfg.Script = labScript
 	cfg.Timeout = 10 * time.Minute // about 6 min of work; a hung L2 (see docs/vm-mode.md) fails it sooner
 	cfg.Log = labtest.Log(t)
-	res, err := labtest.RunOnce(ctx, t, cfg, labtest.Stalled)
+	res, err := labtest.Run(ctx, t, cfg, labtest.Stalled)
 	if err != nil {
 		t.Fatalf("lab: %v", err)
 	}

@@ -78,27 +78,35 @@ func Median(vs []float64) float64 {
 	return s[len(s)/2]
 }
 
-// RunOnce boots the lab with cfg and, when stalled says the run met the lab's own
-// failure (an L2 guest that stalls or triple-faults under the emulation, about 1 boot
-// in 50: docs/lab.md), logs why and boots it once more. A second such failure is the
-// result: the test then fails on it like on any other.
-func RunOnce(ctx context.Context, t testing.TB, cfg lab.Config, stalled func(lab.Result) string) (lab.Result, error) {
+// Run boots the lab with cfg and, when the run met the lab's own failure (an L2 guest
+// that stalls or triple-faults under the emulation, as stalled says, or a whole L1
+// that stopped: lab.ErrTimeout, lab.ErrLockup; about 1 boot in 50, docs/lab.md), logs
+// why and boots it again, at most maxBoots times in all. The last boot's result is
+// the result: a test then fails on it like on any other.
+func Run(ctx context.Context, t testing.TB, cfg lab.Config, stalled func(lab.Result) string) (lab.Result, error) {
 	t.Helper()
-	res, err := lab.Run(ctx, cfg)
-	if errors.Is(err, lab.ErrTimeout) {
-		t.Logf("lab: %v", err)
-		t.Log("lab: the whole L1 stalled (docs/lab.md): booting the lab once more")
-		return lab.Run(ctx, cfg)
+	var res lab.Result
+	var err error
+	for attempt := 1; ; attempt++ {
+		res, err = lab.Run(ctx, cfg)
+		why := ""
+		switch {
+		case errors.Is(err, lab.ErrTimeout), errors.Is(err, lab.ErrLockup):
+			why = err.Error()
+		case err == nil:
+			why = stalled(res)
+		}
+		if why == "" || attempt == maxBoots {
+			return res, err
+		}
+		t.Logf("lab: %s; the emulation, not the test (docs/lab.md): booting the lab again (boot %d of at most %d)", why, attempt+1, maxBoots)
 	}
-	if err != nil {
-		return res, err
-	}
-	if why := stalled(res); why != "" {
-		t.Logf("lab: %s; the emulation, not the test: booting the lab once more", why)
-		return lab.Run(ctx, cfg)
-	}
-	return res, nil
 }
+
+// maxBoots is how many times Run boots the lab when it stalls. A stall ends a
+// boot within seconds when L1 reports a soft lockup (lab.ErrLockup), so a third boot
+// costs little; CI runs have met two stalls in a row.
+const maxBoots = 3
 
 // Stalled reports the first step whose output shows an L2 guest that stalled (its
 // start deadline passed) or triple-faulted, or "".
