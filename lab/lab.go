@@ -36,6 +36,10 @@ var ErrTimeout = errors.New("lab timeout")
 // only end at its timeout. Run then kills L1 at once.
 var ErrLockup = errors.New("L1 soft lockup")
 
+// ErrSilent is wrapped by Run's error when L1's console printed nothing for
+// Config.Silence: Run then killed L1.
+var ErrSilent = errors.New("L1 silent")
+
 // lockupSign is how L1's kernel reports a soft lockup on its console.
 const lockupSign = "watchdog: BUG: soft lockup"
 
@@ -66,7 +70,11 @@ type Config struct {
 	CPUs    int           // L1 vCPUs
 	CPU     string        // QEMU -cpu model; it must offer svm
 	Timeout time.Duration // L1 is killed after this long
-	Log     io.Writer     // if set, L1's serial console is written here line by line, live
+	// Silence, if set, kills L1 once its console has printed nothing for this long
+	// (ErrSilent): an L1 whose CPUs lock up with interrupts off prints nothing more,
+	// not even a soft lockup report, and would otherwise run out Timeout.
+	Silence time.Duration
+	Log     io.Writer // if set, L1's serial console is written here line by line, live
 }
 
 // Default is the lab as scripts/setup leaves it in the cache dir d. KernelELF is set to
@@ -273,6 +281,11 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 	// temporary folder goes at the first line, so that even a killed test leaves nothing.
 	con := console{log: cfg.Log, init: f.marker("INIT") + " ", start: qemuStart,
 		first: func() { os.RemoveAll(dir) }, lockup: func() { cancel(ErrLockup) }}
+	if cfg.Silence > 0 {
+		quiet := time.AfterFunc(cfg.Silence, func() { cancel(ErrSilent) })
+		defer quiet.Stop()
+		con.printed = func() { quiet.Reset(cfg.Silence) }
+	}
 	con.read(stdout)
 	waitErr := cmd.Wait()
 	if msg := strings.TrimSpace(stderr.String()); msg != "" {
@@ -287,6 +300,8 @@ func Run(ctx context.Context, cfg Config) (Result, error) {
 		return res, fmt.Errorf("lab: cancelled: %w; L1 last printed:\n%s", ctx.Err(), con.tail(10))
 	case errors.Is(context.Cause(runCtx), ErrLockup):
 		return res, fmt.Errorf("lab: %w reported, L1 killed; it last printed:\n%s", ErrLockup, con.tail(10))
+	case errors.Is(context.Cause(runCtx), ErrSilent):
+		return res, fmt.Errorf("lab: %w for %v, L1 killed; it last printed:\n%s", ErrSilent, cfg.Silence, con.tail(10))
 	case runCtx.Err() != nil:
 		return res, fmt.Errorf("lab: L1 did not finish within %v and was killed (%w); it last printed:\n%s", cfg.Timeout, ErrTimeout, con.tail(10))
 	case waitErr != nil:
@@ -321,6 +336,7 @@ type console struct {
 	log        io.Writer
 	first      func() // called at the first line
 	lockup     func() // called at a soft lockup report
+	printed    func() // called at every line
 	init       string
 	start      time.Time
 	boot       time.Duration
@@ -345,6 +361,9 @@ func (c *console) line(line string) {
 	if c.first != nil {
 		c.first()
 		c.first = nil
+	}
+	if c.printed != nil {
+		c.printed()
 	}
 	if strings.HasSuffix(line, "\r\n") {
 		line = line[:len(line)-2] + "\n"

@@ -468,3 +468,14 @@ func TestConsoleLockup(t *testing.T) {
 	quiet := console{log: io.Discard, lockup: func() { t.Error("a lockup in an ordinary line") }}
 	quiet.line("watchdog: enabled soft lockup detector\n")
 }
+
+// Every console line tells the silence watchdog that L1 is alive.
+func TestConsolePrinted(t *testing.T) {
+	n := 0
+	c := console{log: io.Discard, printed: func() { n++ }}
+	c.line("one\n")
+	c.line("two\n")
+	if n != 2 {
+		t.Errorf("printed told %d times for 2 lines", n)
+	}
+}

@@ -33,12 +33,12 @@ func TestLabCgroup2(t *testing.T) {
 		{"cgroup-setup", 0, []string{"cgroup2 /sys/fs/cgroup cgroup2", "v1 hierarchies: 0", "memory"}},
 		{"load", 0, nil},
 		{"runc-arith", 3, []string{"42"}},
-		{"runc-memory", 0, []string{"memory.max=16777216"}},
+		{"runc-memory", 0, []string{"memory.max=67108864"}},
 		{"runc-oom", 137, nil},
 		{"runc-detach", 0, detached},
 		{"runc-clean", 0, clean},
 		{"crun-arith", 3, []string{"42"}},
-		{"crun-memory", 0, []string{"memory.max=16777216"}},
+		{"crun-memory", 0, []string{"memory.max=67108864"}},
 		{"crun-oom", 137, nil},
 		{"crun-detach", 0, detached},
 		{"crun-clean", 0, clean},
@@ -81,10 +81,10 @@ func TestLabCgroup1(t *testing.T) {
 		{"cgroup-setup", 0, []string{"v2 mounted: 0", "memsw: yes", "devices", "memory"}},
 		{"load", 0, nil},
 		{"runc-arith", 3, []string{"42"}},
-		{"runc-memory", 0, []string{"limit=16777216", "memsw=16777216"}},
+		{"runc-memory", 0, []string{"limit=67108864", "memsw=67108864"}},
 		{"runc-oom", 137, nil},
 		{"crun-arith", 3, []string{"42"}},
-		{"crun-memory", 0, []string{"limit=16777216", "memsw=16777216"}},
+		{"crun-memory", 0, []string{"limit=67108864", "memsw=67108864"}},
 		{"crun-oom", 137, nil},
 		{"clean", 0, clean},
 	})
@@ -209,11 +209,13 @@ since() { read t _ </proc/uptime; awk "BEGIN{print $t-$1}"; }
 timed() { read t0 _ </proc/uptime; "$@"; c=$?; echo "WALL $(since $t0)"; return $c; }
 # Every container is bounded: a hung one fails its step, not the whole lab run.
 hull() { timeout -s KILL 300 /payload/hull "$@"; }
-# The hog starts once the container runs: killed while runc is still starting it, it
-# makes runc fail with "container process is already dead" (125), not an OOM kill.
-# runc's whole start takes up to 1.5 s under L1's emulation (one CI run's hog, started
-# after 1 s, was killed before runc was done), so it waits 4.
-hog='sleep 4; a=xxxxxxxx; while true; do a=$a$a; done'
+# The limit leaves runc's own init room: it runs in the container's cgroup until it
+# execs the command, and on cgroup v1 the pages of the runc binary it faults in are
+# charged there too. Under 16 MiB it was OOM-killed now and then before the command
+# ran, and runc failed with "container process is already dead" (125), not an OOM
+# kill (two CI runs; waiting longer before the hog allocates did not help). The hog
+# still starts once the container runs.
+hog='sleep 1; a=xxxxxxxx; while true; do a=$a$a; done'
 clean() {
 	echo "containers: $(ls /var/lib/hull/containers | wc -l)"
 	echo "mounts: $(grep -c /var/lib/hull /proc/mounts)"
@@ -257,8 +259,8 @@ detach() {
 for rt in runc crun; do
 	C="hull run --rm --isolation container --runtime $rt"
 	step $rt-arith timed $C busybox sh -c 'echo $((6*7)); exit 3'
-	step $rt-memory $C --memory 16m busybox sh -c "$mem"
-	step $rt-oom $C --memory 16m busybox sh -c "$hog"
+	step $rt-memory $C --memory 64m busybox sh -c "$mem"
+	step $rt-oom $C --memory 64m busybox sh -c "$hog"
 	step $rt-detach detach $rt
 	step $rt-clean clean
 done
@@ -283,8 +285,8 @@ mem='echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes); echo memsw=$
 for rt in runc crun; do
 	C="hull run --rm --isolation container --runtime $rt"
 	step $rt-arith $C busybox sh -c 'echo $((6*7)); exit 3'
-	step $rt-memory $C --memory 16m busybox sh -c "$mem"
-	step $rt-oom $C --memory 16m busybox sh -c "$hog"
+	step $rt-memory $C --memory 64m busybox sh -c "$mem"
+	step $rt-oom $C --memory 64m busybox sh -c "$hog"
 done
 step clean clean
 true

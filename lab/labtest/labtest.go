@@ -13,6 +13,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hullvm/hull/cache"
 	"github.com/hullvm/hull/internal/testenv"
@@ -37,6 +38,9 @@ func Setup(t testing.TB) (cache.Dir, lab.Config) {
 	}
 	d := Cache()
 	cfg := lab.Default(d)
+	// No test's step is silent for long (each prints its begin and end, and an L2
+	// boot prints within seconds): an L1 silent for 3 minutes has locked up.
+	cfg.Silence = 3 * time.Minute
 	testenv.RequireBinary(t, cfg.QEMU)
 	testenv.RequireFile(t, cfg.Kernel, "the lab's L1 kernel")
 	return d, cfg
@@ -80,9 +84,9 @@ func Median(vs []float64) float64 {
 
 // Run boots the lab with cfg and, when the run met the lab's own failure (an L2 guest
 // that stalls or triple-faults under the emulation, as stalled says, or a whole L1
-// that stopped: lab.ErrTimeout, lab.ErrLockup; about 1 boot in 50, docs/lab.md), logs
-// why and boots it again, at most maxBoots times in all. The last boot's result is
-// the result: a test then fails on it like on any other.
+// that stopped: lab.ErrTimeout, lab.ErrLockup, lab.ErrSilent; about 1 L2 boot in 50,
+// docs/lab.md), logs why and boots it again, at most maxBoots times in all. The last
+// boot's result is the result: a test then fails on it like on any other.
 func Run(ctx context.Context, t testing.TB, cfg lab.Config, stalled func(lab.Result) string) (lab.Result, error) {
 	t.Helper()
 	var res lab.Result
@@ -91,7 +95,7 @@ func Run(ctx context.Context, t testing.TB, cfg lab.Config, stalled func(lab.Res
 		res, err = lab.Run(ctx, cfg)
 		why := ""
 		switch {
-		case errors.Is(err, lab.ErrTimeout), errors.Is(err, lab.ErrLockup):
+		case errors.Is(err, lab.ErrTimeout), errors.Is(err, lab.ErrLockup), errors.Is(err, lab.ErrSilent):
 			why = err.Error()
 		case err == nil:
 			why = stalled(res)
