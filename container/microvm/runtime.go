@@ -165,12 +165,12 @@ func (r *Runtime) disks(ctx context.Context, c *container.Container, spec *specs
 			return nil, nil, nil, fmt.Errorf("volume %s: %w", m.Source, err)
 		}
 		if fi.Mode().IsRegular() {
+			if len(files) == guest.MaxFiles {
+				return nil, nil, nil, fmt.Errorf("volume %s: more than %d single-file volumes: mount a folder", m.Source, guest.MaxFiles)
+			}
 			f, err := fileVolume(m)
 			if err != nil {
 				return nil, nil, nil, err
-			}
-			if len(files) == guest.MaxFiles {
-				return nil, nil, nil, fmt.Errorf("volume %s: more than %d single-file volumes: mount a folder", m.Source, guest.MaxFiles)
 			}
 			files = append(files, f)
 			continue

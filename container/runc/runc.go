@@ -31,6 +31,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hullvm/hull/bundle"
 	"github.com/hullvm/hull/container"
 )
 
@@ -233,6 +234,15 @@ func (s *streams) output(w io.Writer) (*os.File, error) {
 	return pw, nil
 }
 
+// abandon waits for the output copies of a run that ended without a process to
+// supervise, and stops feeding it stdin.
+func (s *streams) abandon() {
+	s.wg.Wait()
+	if s.inCopy != nil {
+		s.inCopy.Close()
+	}
+}
+
 func (s *streams) closeChild() {
 	for _, f := range s.child {
 		f.Close()
@@ -309,10 +319,7 @@ func (r *Runtime) created(p *process) (container.Process, error) {
 				p.pid = pid
 				return p, nil
 			}
-			p.st.wg.Wait()
-			if p.st.inCopy != nil {
-				p.st.inCopy.Close()
-			}
+			p.st.abandon()
 			return nil, r.fail(p.c, "run", p.runErr, "")
 		case <-time.After(tick):
 		}
@@ -341,8 +348,7 @@ func (r *Runtime) Launch(ctx context.Context, c *container.Container, stdio cont
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("launch %s: %w", r.name, err)
 	}
-	fifo := filepath.Join(dir, "config.json")
-	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+	if err := unix.Mkfifo(filepath.Join(dir, bundle.ConfigFile), 0o600); err != nil {
 		os.RemoveAll(dir)
 		return nil, fmt.Errorf("launch %s: %w", r.name, err)
 	}
@@ -356,14 +362,17 @@ func (r *Runtime) Launch(ctx context.Context, c *container.Container, stdio cont
 		os.RemoveAll(dir)
 		return nil, err
 	}
-	return &launched{p: p, fifo: fifo, dir: dir}, nil
+	return &launched{p: p, dir: dir}, nil
 }
 
-// launched is a runc run started by Launch.
+// launched is a runc run started by Launch, whose bundle directory is dir.
 type launched struct {
-	p         *process
-	fifo, dir string
+	p   *process
+	dir string
 }
+
+// fifo is the path of the FIFO runc reads its configuration from.
+func (l *launched) fifo() string { return filepath.Join(l.dir, bundle.ConfigFile) }
 
 // Feed implements container.Launched: it writes spec, with the root filesystem's
 // absolute path, into the FIFO runc reads.
@@ -387,14 +396,14 @@ func (l *launched) Feed(spec *specs.Spec) error {
 	}
 	ch := make(chan opened, 1)
 	go func() {
-		f, err := os.OpenFile(l.fifo, os.O_WRONLY, 0)
+		f, err := os.OpenFile(l.fifo(), os.O_WRONLY, 0)
 		ch <- opened{f, err}
 	}()
 	var o opened
 	select {
 	case o = <-ch:
 	case <-l.p.exited:
-		if rd, err := os.OpenFile(l.fifo, os.O_RDONLY|unix.O_NONBLOCK, 0); err == nil {
+		if rd, err := os.OpenFile(l.fifo(), os.O_RDONLY|unix.O_NONBLOCK, 0); err == nil {
 			o = <-ch
 			rd.Close()
 		} else {
@@ -443,10 +452,7 @@ func (l *launched) Abort() {
 	if _, err := os.Stat(filepath.Join(r.state, c.ID)); err == nil {
 		r.command(context.Background(), c, "delete", "--force", c.ID)
 	}
-	l.p.st.wg.Wait()
-	if l.p.st.inCopy != nil {
-		l.p.st.inCopy.Close()
-	}
+	l.p.st.abandon()
 	os.RemoveAll(l.dir)
 }
 
