@@ -5,17 +5,14 @@ import (
 	"bytes"
 	"encoding/base64"
 	"fmt"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/http/httputil"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -28,51 +25,12 @@ import (
 	"github.com/hullvm/hull/internal/testenv"
 )
 
-// startRegistry runs Debian's docker-registry on a free loopback port for the test and
-// returns its host:port.
-func startRegistry(t *testing.T) string {
-	t.Helper()
-	bin := testenv.RequireBinary(t, "docker-registry")
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	dir := t.TempDir()
-	cfg := fmt.Sprintf("version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: %s\n  delete:\n    enabled: true\nhttp:\n  addr: %s\n", filepath.Join(dir, "data"), addr)
-	conf := writeFile(t, filepath.Join(dir, "config.yml"), []byte(cfg))
-	cmd := exec.Command(bin, "serve", conf)
-	var logs bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &logs, &logs
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		cmd.Wait()
-		if t.Failed() {
-			t.Logf("registry log:\n%s", logs.String())
-		}
-	})
-	c := http.Client{Timeout: time.Second}
-	for i := 0; i < 100; i++ {
-		if resp, err := c.Get("http://" + addr + "/v2/"); err == nil {
-			resp.Body.Close()
-			return addr
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	t.Fatalf("docker-registry on %s did not answer within 10 s:\n%s", addr, logs.String())
-	return ""
-}
-
 // TestRegistryRoundTrip pushes images to a real registry and pulls them into another
 // store: the manifest digest, the image ID and the layer disks must come back the same.
 func TestRegistryRoundTrip(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireBinary(t, "mkfs.erofs")
-	addr := startRegistry(t)
+	addr := testenv.Registry(t)
 	rootfs := tarOf(t, ent{name: "bin/", typ: tar.TypeDir}, ent{name: "bin/hello", body: "#!/bin/sh\necho hi\n", mode: 0o755})
 	var zs bytes.Buffer
 	zw, _ := zstd.NewWriter(&zs)
@@ -127,7 +85,7 @@ func TestRegistryRoundTrip(t *testing.T) {
 
 // TestPullMissing checks the message for an image the registry does not have.
 func TestPullMissing(t *testing.T) {
-	addr := startRegistry(t)
+	addr := testenv.Registry(t)
 	s := openStore(t)
 	if _, err := s.Pull(bg(), addr+"/nothing/here:latest"); err == nil {
 		t.Fatal("pull of a missing image succeeded")
@@ -142,7 +100,7 @@ func TestPullMissing(t *testing.T) {
 func TestPullPicksAMD64(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireBinary(t, "mkfs.erofs")
-	addr := startRegistry(t)
+	addr := testenv.Registry(t)
 	arm, err := random.Image(512, 1)
 	if err != nil {
 		t.Fatal(err)
@@ -179,7 +137,7 @@ func TestPullPicksAMD64(t *testing.T) {
 func TestRegistryCredentials(t *testing.T) {
 	testenv.RequireRoot(t)
 	testenv.RequireBinary(t, "mkfs.erofs")
-	target, err := url.Parse("http://" + startRegistry(t))
+	target, err := url.Parse("http://" + testenv.Registry(t))
 	if err != nil {
 		t.Fatal(err)
 	}

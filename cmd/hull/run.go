@@ -45,7 +45,15 @@ type runOpts struct {
 	hostname    string
 	runtime     string
 	cgroup      string
+	pull        string
 }
+
+// Pull policies of run and create (--pull), Docker's.
+const (
+	pullMissing = "missing"
+	pullAlways  = "always"
+	pullNever   = "never"
+)
 
 func (o *runOpts) flags(f *pflag.FlagSet, run bool) {
 	f.SetInterspersed(false) // flags after the image belong to its command
@@ -67,11 +75,17 @@ func (o *runOpts) flags(f *pflag.FlagSet, run bool) {
 	f.StringVar(&o.hostname, "hostname", "", "container host name")
 	f.StringVar(&o.runtime, "runtime", "runc", "OCI runtime for container isolation: runc or crun")
 	f.StringVar(&o.cgroup, "cgroup-parent", "hull", "cgroup under which the container's cgroup is made")
+	f.StringVar(&o.pull, "pull", pullMissing, "pull the image from its registry: missing (when not stored), always or never")
 }
 
 // config turns the flags and arguments into a container config.
 func (o *runOpts) config(args []string) (container.Config, error) {
 	cfg := container.Config{Image: args[0], Name: o.name, Runtime: o.runtime, Remove: o.remove, Detach: o.detach, CgroupParent: o.cgroup}
+	switch o.pull {
+	case pullMissing, pullAlways, pullNever:
+	default:
+		return cfg, fmt.Errorf("--pull %q: use missing, always or never", o.pull)
+	}
 	b := bundle.Options{Args: args[1:], Workdir: o.workdir, User: o.user, Hostname: o.hostname, Terminal: o.tty, CPUs: o.cpus, Network: o.network}
 	for _, e := range o.env {
 		if strings.Contains(e, "=") {
@@ -257,10 +271,12 @@ func bootable(kernel string) error {
 		"use --isolation container (or auto, which picks it here), or VM mode in the nested lab (hull lab run) or on a host with VT-x or AMD-V", kernel)
 }
 
-// storeImages serves the image store to the container manager.
+// storeImages serves the image store to the container manager, pulling images as
+// the pull policy says (a pull policy "" is never).
 type storeImages struct {
-	g  *globals
-	io stdio
+	g    *globals
+	io   stdio
+	pull string
 }
 
 func (s *storeImages) Image(ctx context.Context, ref string) (*container.Image, error) {
@@ -269,9 +285,20 @@ func (s *storeImages) Image(ctx context.Context, ref string) (*container.Image, 
 		return nil, err
 	}
 	defer done()
-	img, err := st.Get(ctx, ref)
-	if errors.Is(err, images.ErrNotFound) {
-		return nil, fmt.Errorf("%w: get it first with hull pull %s, hull load or hull import", err, ref)
+	var img *images.Image
+	if s.pull != pullAlways {
+		img, err = st.Get(ctx, ref)
+	}
+	if s.pull == pullAlways || (s.pull == pullMissing && errors.Is(err, images.ErrNotFound)) {
+		if s.pull == pullMissing {
+			fmt.Fprintf(s.io.err, "Unable to find image '%s' locally\n", ref) // as Docker says it
+		}
+		if img, err = st.Pull(ctx, ref); err != nil {
+			if s.pull == pullMissing {
+				return nil, fmt.Errorf("image %s is not stored here (hull images), and pulling it failed: %w", ref, err)
+			}
+			return nil, err
+		}
 	}
 	if err != nil {
 		return nil, err
@@ -320,6 +347,7 @@ func runRun(ctx context.Context, g *globals, io stdio, o *runOpts, args []string
 	if err != nil {
 		return err
 	}
+	m.Images = &storeImages{g: g, io: io, pull: o.pull}
 	foreground := start && !o.detach
 	streams := container.IO{Out: io.out, Err: io.err}
 	if o.interactive {

@@ -577,3 +577,50 @@ func TestRunVMRefusedOnPVM(t *testing.T) {
 		t.Errorf("containers left behind: %q", out)
 	}
 }
+
+// hull run pulls an image it does not store from its registry first (--pull missing,
+// Docker's default), checks the registry every time with --pull always, and never
+// with --pull never; the registry is Debian's docker-registry.
+func TestRunPull(t *testing.T) {
+	c := newCLI(t)
+	reg := testenv.Registry(t)
+	ref := reg + "/hull/bb:1"
+	for _, args := range [][]string{{"tag", "busybox", ref}, {"push", ref}, {"rmi", ref}} {
+		if code, _, errs := c.hull(t, "", args...); code != 0 {
+			t.Fatalf("%v: %d %s", args, code, errs)
+		}
+	}
+	run := func(pull, ref string, cmd ...string) (int, string, string) {
+		return c.hull(t, "", append([]string{"run", "--rm", "--cgroup-parent", c.cgroup, "--isolation", "container", "--pull", pull, ref}, cmd...)...)
+	}
+	if code, _, errs := run("never", ref, "true"); code != 125 || !strings.Contains(errs, "image not found") || strings.Contains(errs, "Unable to find") {
+		t.Errorf("--pull never of an image not stored: %d %q; want 125, not found, no pull", code, errs)
+	}
+	code, out, errs := run("missing", ref, "echo", "pulled")
+	if code != 0 || out != "pulled\n" || !strings.Contains(errs, "Unable to find image '"+ref+"' locally") {
+		t.Fatalf("--pull missing of an image not stored: %d %q %q; want it pulled and run", code, out, errs)
+	}
+	if _, out, _ := c.hull(t, "", "images"); !strings.Contains(out, reg+"/hull/bb") {
+		t.Errorf("the pulled image is not listed:\n%s", out)
+	}
+	if code, out, errs := run("missing", ref, "echo", "again"); code != 0 || out != "again\n" || strings.Contains(errs, "Unable to find") {
+		t.Errorf("--pull missing of a stored image: %d %q %q; want it run without a pull", code, out, errs)
+	}
+	if code, out, _ := run("always", ref, "echo", "fresh"); code != 0 || out != "fresh\n" {
+		t.Errorf("--pull always: %d %q", code, out)
+	}
+	// A stored image whose registry does not answer: missing runs it, always fails.
+	gone := "127.0.0.1:1/hull/bb:1"
+	if code, _, errs := c.hull(t, "", "tag", "busybox", gone); code != 0 {
+		t.Fatal(errs)
+	}
+	if code, out, _ := run("missing", gone, "echo", "stored"); code != 0 || out != "stored\n" {
+		t.Errorf("--pull missing of a stored image with no registry: %d %q", code, out)
+	}
+	if code, _, errs := run("always", gone, "true"); code != 125 || !strings.Contains(errs, "127.0.0.1:1") {
+		t.Errorf("--pull always with no registry: %d %q; want 125 naming the registry", code, errs)
+	}
+	if code, _, errs := run("sometimes", ref, "true"); code != 125 || !strings.Contains(errs, "missing, always or never") {
+		t.Errorf("--pull sometimes: %d %q", code, errs)
+	}
+}
