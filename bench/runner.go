@@ -96,6 +96,9 @@ func Run(ctx context.Context, c Config) (*Report, error) {
 		if s.Name == "runc" {
 			r.Baseline = "runc"
 		}
+		if s.Name == "hull-container" {
+			r.Notes = append(r.Notes, volatileNote)
+		}
 	}
 	if c.where() == "lab" {
 		r.LabBaseline = r.Baseline
@@ -398,3 +401,10 @@ func kernelRelease() string {
 	}
 	return strings.TrimSpace(string(b))
 }
+
+// volatileNote explains hull-container's root-filesystem fsync rows: its instances run
+// with --rm, like the peers', and a --rm container's writable layer is mounted
+// volatile (nothing in it can outlive the container, docs/run.md).
+const volatileNote = "hull-container runs with --rm, whose writable layer is volatile (nothing in it outlives the container): " +
+	"an fsync in its root filesystem returns at once, so its *-root fsync rows do not compare with the peers'; the *-volume rows do"
+
