@@ -295,7 +295,8 @@ func (s *storeImages) Image(ctx context.Context, ref string) (*container.Image, 
 		}
 		if img, err = st.Pull(ctx, ref); err != nil {
 			if s.pull == pullMissing {
-				return nil, fmt.Errorf("image %s is not stored here (hull images), and pulling it failed: %w", ref, err)
+				return nil, fmt.Errorf("image %s is not stored here (hull images), and pulling it failed: %w; "+
+					"for an image that is in no registry: hull load -i FILE or hull import", ref, err)
 			}
 			return nil, err
 		}

@@ -136,7 +136,8 @@ func TestRunCLI(t *testing.T) {
 		{name: "not found", args: []string{"--isolation", "container", "busybox", "nonexistent"}, code: 127, err: "not found"},
 		{name: "cannot exec", args: []string{"--isolation", "container", "busybox", "/etc/passwd"}, code: 126},
 		{name: "bad isolation", args: []string{"--isolation", "vz", "busybox", "true"}, code: 125, err: "use auto, container or vm"},
-		{name: "no image", args: []string{"--isolation", "container", "nosuchimage", "true"}, code: 125, err: "hull pull"},
+		{name: "no image", args: []string{"--isolation", "container", "--pull", "never", "nosuchimage", "true"}, code: 125, err: "hull pull"},
+		{name: "no image, no registry", args: []string{"--isolation", "container", "127.0.0.1:1/nosuchimage", "true"}, code: 125, err: "hull load"},
 		{name: "bad memory", args: []string{"--memory", "lots", "busybox", "true"}, code: 125, err: "--memory"},
 		// Found unknown only once the root filesystem is mounted (and runc launched):
 		// the half-made container goes, and hull does not crash.
