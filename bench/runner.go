@@ -407,4 +407,3 @@ func kernelRelease() string {
 // volatile (nothing in it can outlive the container, docs/run.md).
 const volatileNote = "hull-container runs with --rm, whose writable layer is volatile (nothing in it outlives the container): " +
 	"an fsync in its root filesystem returns at once, so its *-root fsync rows do not compare with the peers'; the *-volume rows do"
-
