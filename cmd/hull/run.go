@@ -300,6 +300,7 @@ func (s *storeImages) Image(ctx context.Context, ref string) (*container.Image, 
 			}
 			return nil, err
 		}
+		fmt.Fprintf(s.io.err, "Digest: %s\nStatus: Image is up to date for %s\n", img.Manifest, ref) // as hull pull says it
 	}
 	if err != nil {
 		return nil, err

@@ -598,7 +598,7 @@ func TestRunPull(t *testing.T) {
 		t.Errorf("--pull never of an image not stored: %d %q; want 125, not found, no pull", code, errs)
 	}
 	code, out, errs := run("missing", ref, "echo", "pulled")
-	if code != 0 || out != "pulled\n" || !strings.Contains(errs, "Unable to find image '"+ref+"' locally") {
+	if code != 0 || out != "pulled\n" || !strings.Contains(errs, "Unable to find image '"+ref+"' locally") || !strings.Contains(errs, "Status: Image is up to date for "+ref) {
 		t.Fatalf("--pull missing of an image not stored: %d %q %q; want it pulled and run", code, out, errs)
 	}
 	if _, out, _ := c.hull(t, "", "images"); !strings.Contains(out, reg+"/hull/bb") {
