@@ -32,7 +32,7 @@ func setImmediateExit(run []byte, on bool) {
 	if on {
 		v = 1 << 8 // little-endian: byte 1
 	}
-	atomic.StoreUint32((*uint32)(unsafe.Pointer(unsafe.SliceData(run))), v)
+	atomic.StoreUint32(word(run, 0), v)
 }
 
 // word is the 32-bit word at b[off:off+4], for atomic access to memory KVM shares

@@ -2,8 +2,11 @@ package main
 
 import (
 	"fmt"
+	"io"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hullvm/hull/images"
 )
 
 func newPullCmd(g *globals, io stdio) *cobra.Command {
@@ -29,10 +32,15 @@ func newPullCmd(g *globals, io stdio) *cobra.Command {
 				fmt.Fprintln(io.out, args[0])
 				return nil
 			}
-			fmt.Fprintf(io.out, "Digest: %s\nStatus: Image is up to date for %s\n", img.Manifest, args[0])
+			pulled(io.out, img, args[0])
 			return nil
 		},
 	}
 	c.Flags().BoolVarP(&quiet, "quiet", "q", false, "suppress the progress output")
 	return c
+}
+
+// pulled says what pulling ref got, as Docker does: the manifest's digest and a status.
+func pulled(w io.Writer, img *images.Image, ref string) {
+	fmt.Fprintf(w, "Digest: %s\nStatus: Image is up to date for %s\n", img.Manifest, ref)
 }

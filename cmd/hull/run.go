@@ -300,7 +300,7 @@ func (s *storeImages) Image(ctx context.Context, ref string) (*container.Image, 
 			}
 			return nil, err
 		}
-		fmt.Fprintf(s.io.err, "Digest: %s\nStatus: Image is up to date for %s\n", img.Manifest, ref) // as hull pull says it
+		pulled(s.io.err, img, ref)
 	}
 	if err != nil {
 		return nil, err
@@ -382,13 +382,13 @@ func runRun(ctx context.Context, g *globals, io stdio, o *runOpts, args []string
 		fmt.Fprintln(io.out, c.ID)
 		return nil
 	}
-	return runForeground(ctx, m, c, io, streams, o.interactive)
+	return runForeground(ctx, m, c, io, streams)
 }
 
 // runForeground runs c attached to hull's standard streams (streams: the same Create
-// was given to launch the runtime early) and exits with its status. The caller made
-// hull a child subreaper.
-func runForeground(ctx context.Context, m *container.Manager, c *container.Container, io stdio, streams container.IO, interactive bool) error {
+// was given to launch the runtime early; with -i, streams.In is hull's) and exits with
+// its status. The caller made hull a child subreaper.
+func runForeground(ctx context.Context, m *container.Manager, c *container.Container, io stdio, streams container.IO) error {
 	sigc := make(chan os.Signal, 8)
 	signal.Notify(sigc, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	defer signal.Stop(sigc)
@@ -410,7 +410,7 @@ func runForeground(ctx context.Context, m *container.Manager, c *container.Conta
 			}()
 			sig.Resize = resize
 		}
-		if fd, ok := terminalFd(io.in); ok && interactive {
+		if fd, ok := terminalFd(io.in); ok && streams.In != nil {
 			restore, err := rawTerminal(fd)
 			if err != nil {
 				return err

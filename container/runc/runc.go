@@ -280,7 +280,7 @@ func (r *Runtime) Start(ctx context.Context, c *container.Container, stdio conta
 // early: the bundle is not written yet (Launch), and the runtime dies with hull until
 // then (see Launch).
 func (r *Runtime) run(c *container.Container, dir string, st *streams, early bool) (*process, error) {
-	pidFile := filepath.Join(c.Dir, "init.pid")
+	pidFile := pidPath(c)
 	os.Remove(pidFile)
 	x := exec.Command(r.bin, r.args(c, "run", "--bundle", dir, "--pid-file", pidFile, c.ID)...)
 	x.Stdin, x.Stdout, x.Stderr = st.in, st.out, st.err
@@ -305,7 +305,7 @@ func (r *Runtime) run(c *container.Container, dir string, st *streams, early boo
 // created waits for the foreground run p to create the container's process (its pid
 // file), or to end.
 func (r *Runtime) created(p *process) (container.Process, error) {
-	pidFile := filepath.Join(p.c.Dir, "init.pid")
+	pidFile := pidPath(p.c)
 	// The pid file appears once the process is created, before it runs the command
 	// (runc takes tens of milliseconds to get there: no point in looking sooner).
 	for tick := 4 * time.Millisecond; ; tick = min(2*tick, 20*time.Millisecond) {
@@ -456,6 +456,9 @@ func (l *launched) Abort() {
 	os.RemoveAll(l.dir)
 }
 
+// pidPath is where the runtime writes the pid of c's first process.
+func pidPath(c *container.Container) string { return filepath.Join(c.Dir, "init.pid") }
+
 func readPid(path string) (int, bool) {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -468,7 +471,7 @@ func readPid(path string) (int, bool) {
 // startTTY runs the container detached with a terminal received on a console socket.
 func (r *Runtime) startTTY(ctx context.Context, c *container.Container, stdio container.IO) (container.Process, error) {
 	p := &process{r: r, c: c, done: make(chan struct{})}
-	pidFile := filepath.Join(c.Dir, "init.pid")
+	pidFile := pidPath(c)
 	os.Remove(pidFile)
 	sock, err := listenConsole()
 	if err != nil {

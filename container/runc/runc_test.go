@@ -446,7 +446,7 @@ func TestLaunchAbort(t *testing.T) {
 			}
 			// Let runc get as far as creating the container.
 			for i := 0; i < 500 && pid == 0; i++ {
-				pid, _ = readPid(filepath.Join(c.Dir, "init.pid"))
+				pid, _ = readPid(pidPath(c))
 				time.Sleep(10 * time.Millisecond)
 			}
 			if pid == 0 {
